@@ -1,0 +1,71 @@
+"""durable_celery: durable, replay-based workflows on Celery and Django.
+
+Add ``"durable_celery"`` to ``INSTALLED_APPS``; decorate workflows with ``@durable_workflow``
+and activities with ``@activity``; start them with ``DurableClient``. This module imports no
+models: the client and handle reach the store only when called.
+"""
+
+from __future__ import annotations
+
+from . import errors, workflow
+from .activity import activity
+from .errors import (
+    DuplicateWorkflowError,
+    DurableChildError,
+    DurableError,
+    DurableFatalError,
+    DurableInterruptedError,
+    DurableInterruption,
+    DurableMaxedError,
+    DurableProxyError,
+    DurableRetryError,
+    DurableSleepError,
+    DurableTimeoutError,
+    DurableWaitForAllError,
+    DurableWaitForError,
+    InvalidArgumentError,
+    NonDeterminismError,
+    NotJSONSerializableError,
+    UnknownActivityError,
+    UnknownWorkflowError,
+    WorkflowNotFoundError,
+    WorkflowNotRunningError,
+    WorkflowSandboxError,
+    did_interrupt,
+)
+from .client import DurableClient
+from .handle import WorkflowHandle
+from .registry import durable_workflow
+from .retry import RetryPolicy
+
+__all__ = [
+    "DuplicateWorkflowError",
+    "DurableChildError",
+    "DurableClient",
+    "DurableError",
+    "DurableFatalError",
+    "DurableInterruptedError",
+    "DurableInterruption",
+    "DurableMaxedError",
+    "DurableProxyError",
+    "DurableRetryError",
+    "DurableSleepError",
+    "DurableTimeoutError",
+    "DurableWaitForAllError",
+    "DurableWaitForError",
+    "InvalidArgumentError",
+    "NonDeterminismError",
+    "NotJSONSerializableError",
+    "RetryPolicy",
+    "UnknownActivityError",
+    "UnknownWorkflowError",
+    "WorkflowHandle",
+    "WorkflowNotFoundError",
+    "WorkflowNotRunningError",
+    "WorkflowSandboxError",
+    "activity",
+    "did_interrupt",
+    "durable_workflow",
+    "errors",
+    "workflow",
+]

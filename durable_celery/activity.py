@@ -1,0 +1,91 @@
+"""``activity``: the decorator that registers activities, and their runtime context."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .registry import register_activity
+
+__all__ = ["ActivityContext", "activity"]
+
+_current_activity: contextvars.ContextVar[ActivityContext | None] = contextvars.ContextVar(
+    "durable_celery_activity_context", default=None)
+
+
+@dataclass(frozen=True)
+class ActivityContext:
+    """What an activity knows about the call that runs it."""
+
+    activity_name: str
+    args: list[Any]
+    workflow_id: str
+    attempt: int
+    task_queue: str
+    headers: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+
+class _Activity:
+    """``@activity`` / ``@activity(name=..., task_queue=...)`` and ``activity.get_context()``.
+
+    The decorated function stays callable as before and is also a real Celery task
+    (``greet.delay(...)``, ``greet.apply_async(...)``) named ``durable_celery.activity.<name>``.
+    """
+
+    def __call__(self, function: Callable[..., Any] | None = None, /, *,
+                 name: str | None = None, task_queue: str | None = None) -> Any:
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            definition = register_activity(fn, name, task_queue)
+            _attach_celery_task(fn, definition.name, definition.is_async)
+            fn.__durable_activity__ = definition  # type: ignore[attr-defined]
+            return fn
+
+        return register(function) if function is not None else register
+
+    @staticmethod
+    def get_context() -> ActivityContext:
+        """The context of the activity running now.
+
+        Raises:
+            RuntimeError: Called outside an activity run by durable_celery.
+        """
+        ctx = _current_activity.get()
+        if ctx is None:
+            raise RuntimeError("activity.get_context() can only be called inside an activity "
+                               "that a durable workflow is running")
+        return ctx
+
+    @staticmethod
+    def running(ctx: ActivityContext) -> contextvars.Token[ActivityContext | None]:
+        """Enter ``ctx`` for the activity about to run (the activity runner does this)."""
+        return _current_activity.set(ctx)
+
+    @staticmethod
+    def finished(token: contextvars.Token[ActivityContext | None]) -> None:
+        """Leave the context entered by :meth:`running`."""
+        _current_activity.reset(token)
+
+
+activity = _Activity()
+
+
+def _attach_celery_task(fn: Callable[..., Any], name: str, is_async: bool) -> None:
+    from celery import shared_task
+
+    if is_async:
+        @functools.wraps(fn)
+        def body(*args: Any, **kwargs: Any) -> Any:
+            return asyncio.run(fn(*args, **kwargs))
+    else:
+        body = fn
+    task = shared_task(name=f"durable_celery.activity.{name}", serializer="json")(body)
+    fn.delay = task.delay  # type: ignore[attr-defined]
+    fn.apply_async = task.apply_async  # type: ignore[attr-defined]
+    fn.celery_task = task  # type: ignore[attr-defined]

@@ -1,0 +1,18 @@
+"""Django app configuration of durable_celery."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+__all__ = ["DurableCeleryConfig"]
+
+
+class DurableCeleryConfig(AppConfig):
+    """Connects the Celery side (tasks, worker hooks) once Django is ready."""
+
+    name = "durable_celery"
+    verbose_name = "Durable workflows"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import tasks  # noqa: F401 - registers the Celery tasks and worker hooks

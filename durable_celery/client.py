@@ -1,0 +1,124 @@
+"""``DurableClient``: start workflows, signal them, find them (synchronous, any process)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from .conf import durable_setting
+from .durations import parse_duration
+from .errors import UnknownWorkflowError
+from .handle import WorkflowHandle
+from .registry import WorkflowDefinition, find_workflow
+from .retry import RetryPolicy
+from .serialization import json_roundtrip
+
+__all__ = ["DurableClient"]
+
+
+class DurableClient:
+    """Uses the current Celery app and the Django database.
+
+    Args:
+        namespace: Default namespace of this client's calls.
+    """
+
+    def __init__(self, namespace: str | None = None) -> None:
+        self.namespace = namespace or str(durable_setting("DURABLE_DEFAULT_NAMESPACE"))
+
+    def start(self, workflow: WorkflowDefinition | Callable[..., Any] | str, *args: Any,
+              workflow_id: str | None = None, task_queue: str | None = None,
+              search: dict[str, Any] | None = None, entity: str | None = None,
+              expire: float | str | None = None,
+              retry_policy: RetryPolicy | dict[str, Any] | None = None,
+              namespace: str | None = None) -> WorkflowHandle:
+        """Store a new workflow execution and queue its first step.
+
+        Args:
+            workflow: The definition, or its registered name.
+            *args: JSON-serialisable arguments.
+            workflow_id: Unique id in the namespace (default: generated).
+            task_queue: Celery queue of its replay steps (default: the definition's, else
+                ``DURABLE_DEFAULT_TASK_QUEUE``).
+            search: Initial search fields (values stored as text).
+            entity: Entity type of the workflow.
+            expire: Seconds to keep the execution after it ends (stored).
+            retry_policy: Retries of the workflow function itself (default ``RetryPolicy()``).
+            namespace: Namespace (default: the client's).
+
+        Raises:
+            DuplicateWorkflowError: ``workflow_id`` is still running in the namespace.
+            UnknownWorkflowError: ``workflow`` names nothing registered and no ``task_queue``
+                says where it lives.
+            NotJSONSerializableError: An argument is not JSON (a ``TypeError``).
+        """
+        from .store.executions import create_execution
+
+        name, default_queue = _resolve(workflow, task_queue)
+        stored_args = json_roundtrip(list(args), where=f"arguments of workflow {name!r}")
+        fields = {str(k): str(v) for k, v in (search or {}).items()}
+        policy = RetryPolicy.coerce(retry_policy)
+        ns = namespace or self.namespace
+        wid = workflow_id or f"{name}-{uuid.uuid4().hex}"
+        create_execution(
+            namespace=ns, workflow_id=wid, workflow_name=name,
+            task_queue=task_queue or default_queue, args=stored_args, search=fields,
+            entity=entity,
+            expire=None if expire is None else parse_duration(expire, what="expire"),
+            retry_policy=policy.to_dict() if policy else None)
+        return WorkflowHandle(wid, ns)
+
+    def get_handle(self, workflow_id: str, namespace: str | None = None) -> WorkflowHandle:
+        """A handle on an existing workflow (no I/O until used)."""
+        return WorkflowHandle(workflow_id, namespace or self.namespace)
+
+    def signal(self, signal_id: str, data: Any, namespace: str | None = None) -> int:
+        """Deliver ``data`` to every workflow thread waiting on ``signal_id``.
+
+        When none waits, the signal is kept until a ``wait_for`` takes it.
+
+        Returns:
+            How many waiting threads received it (0 when it was kept for later).
+        """
+        from .store.executions import send_signal
+
+        if not isinstance(signal_id, str) or not signal_id:
+            raise TypeError(f"signal needs a non-empty str signal id, got {signal_id!r}")
+        payload = json_roundtrip(data, where=f"payload of signal {signal_id!r}")
+        return send_signal(namespace or self.namespace, signal_id, payload)
+
+    def search(self, workflow_name: str | None = None, status: str | None = None,
+               namespace: str | None = None, **fields: Any) -> list[WorkflowHandle]:
+        """Workflows whose search fields equal every given value (an indexed query)."""
+        from .models import WorkflowExecution
+
+        ns = namespace or self.namespace
+        qs = WorkflowExecution.objects.filter(namespace=ns)
+        if workflow_name:
+            qs = qs.filter(workflow_name=workflow_name)
+        if status:
+            qs = qs.filter(status=status)
+        for key, value in fields.items():
+            qs = qs.filter(search_attributes__key=key, search_attributes__value=str(value))
+        return [WorkflowHandle(wid, ns) for wid in qs.values_list("workflow_id", flat=True)]
+
+
+def _resolve(workflow: WorkflowDefinition | Callable[..., Any] | str,
+             task_queue: str | None) -> tuple[str, str]:
+    default_queue = str(durable_setting("DURABLE_DEFAULT_TASK_QUEUE"))
+    if isinstance(workflow, WorkflowDefinition):
+        return workflow.name, workflow.task_queue or default_queue
+    if isinstance(workflow, str):
+        try:
+            definition = find_workflow(workflow)
+        except UnknownWorkflowError:
+            if task_queue is None:
+                raise UnknownWorkflowError(
+                    f"no workflow named {workflow!r} is registered in this process; import its "
+                    f"module, or pass task_queue= to start a workflow defined only on the "
+                    f"workers") from None
+            return workflow, default_queue
+        return definition.name, definition.task_queue or default_queue
+    raise TypeError(f"start() needs a @durable_workflow definition or a registered name, got "
+                    f"{workflow!r}")

@@ -1,0 +1,20 @@
+"""The pure replay core: history in, decision out. Imports only the standard library."""
+
+from .context import DurableCall, ReplayContext, WorkflowInfo, current_context, deterministic_random
+from .history import BLOCKING_KINDS, Command, HistoryRecord, StepStatus
+from .replay import ReplayStep, StepOutcome, describe_error
+
+__all__ = [
+    "BLOCKING_KINDS",
+    "Command",
+    "DurableCall",
+    "HistoryRecord",
+    "ReplayContext",
+    "ReplayStep",
+    "StepOutcome",
+    "StepStatus",
+    "WorkflowInfo",
+    "current_context",
+    "describe_error",
+    "deterministic_random",
+]

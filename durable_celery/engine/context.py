@@ -1,0 +1,264 @@
+"""The replay context: the state of one workflow thread during one replay step.
+
+The workflow-side API finds it through :func:`current_context` (a ContextVar) and asks it for
+positions and outcomes. It never talks to storage: outcomes come in as
+:class:`~durable_celery.engine.history.HistoryRecord` and leave as
+:class:`~durable_celery.engine.history.Command`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import math
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import (
+    DurableChildError,
+    DurableInterruption,
+    DurableProxyError,
+    DurableSleepError,
+    DurableWaitForError,
+    NonDeterminismError,
+    error_from_dict,
+)
+from .history import BLOCKING_KINDS, Command, HistoryRecord
+
+__all__ = [
+    "DurableCall",
+    "ReplayContext",
+    "WorkflowInfo",
+    "current_context",
+    "deterministic_random",
+]
+
+_current: contextvars.ContextVar[ReplayContext | None] = contextvars.ContextVar(
+    "durable_celery_replay_context", default=None)
+
+_SUSPENSION_BY_KIND: dict[str, type[DurableInterruption]] = {
+    "activity": DurableProxyError,
+    "sleep": DurableSleepError,
+    "wait": DurableWaitForError,
+    "child": DurableChildError,
+}
+
+
+def current_context() -> ReplayContext:
+    """Return the replay context of the workflow thread running now.
+
+    Raises:
+        RuntimeError: Called outside a workflow function.
+    """
+    ctx = _current.get()
+    if ctx is None:
+        raise RuntimeError(
+            "durable_celery.workflow functions can only be called inside a running workflow "
+            "(an async def decorated with @durable_workflow, run by a worker)")
+    return ctx
+
+
+def deterministic_random(position: int) -> float:
+    """``frac(sin(position) * 10000)``: the value ``workflow.random()`` returns at a position."""
+    x = math.sin(position) * 10000
+    return x - math.floor(x)
+
+
+@dataclass(frozen=True)
+class WorkflowInfo:
+    """Who the running workflow is; the fields of ``workflow.get_context()``."""
+
+    workflow_id: str
+    workflow_name: str
+    task_queue: str
+    namespace: str
+    workflow_dimension: str = ""
+    parent_workflow_id: str | None = None
+    origin_workflow_id: str | None = None
+    expire: float | None = None
+    step: int = 1
+
+
+class DurableCall:
+    """The awaitable a durable call returns. It takes its position when constructed.
+
+    On first run it stays pending (the step suspends); on replay it resolves with the stored
+    outcome when the replay reaches the moment the outcome originally arrived.
+    """
+
+    __slots__ = ("future", "seq", "kind", "_transform")
+
+    def __init__(self, future: asyncio.Future[Any], seq: int, kind: str,
+                 transform: Callable[[Any], Any] | None = None) -> None:
+        self.future = future
+        self.seq = seq
+        self.kind = kind
+        self._transform = transform
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        value = yield from self.future.__await__()
+        return self._transform(value) if self._transform else value
+
+
+@dataclass
+class ReplayContext:
+    """Positions, stored outcomes and new commands of one workflow thread in one step.
+
+    Attributes:
+        info: Identity of the workflow.
+        history: Records of this thread, by position.
+        commands: Calls made for the first time in this step, in position order.
+    """
+
+    info: WorkflowInfo
+    history: dict[int, HistoryRecord]
+    counter: int = 0
+    commands: list[Command] = field(default_factory=list)
+    fatal: BaseException | None = None
+    unwinding: bool = False
+    phase: float = 0
+    _waiting: dict[float, list[tuple[asyncio.Future[Any], HistoryRecord]]] = field(
+        default_factory=dict)
+    _pending: list[DurableCall] = field(default_factory=list)
+    _last_recorded: int = 0
+
+    def __post_init__(self) -> None:
+        self._last_recorded = max(self.history, default=0)
+
+    # -- what the workflow API calls ----------------------------------------------------------
+
+    def activate(self) -> contextvars.Token[ReplayContext | None]:
+        """Make this the current context (the runner does this)."""
+        return _current.set(self)
+
+    @staticmethod
+    def deactivate(token: contextvars.Token[ReplayContext | None]) -> None:
+        """Undo :meth:`activate`."""
+        _current.reset(token)
+
+    @property
+    def replaying(self) -> bool:
+        """Whether the current position was already recorded by an earlier step."""
+        return self.counter < self._last_recorded
+
+    def schedule(self, kind: str, name: str, input: dict[str, Any] | None = None,
+                 transform: Callable[[Any], Any] | None = None,
+                 throw_on_error: bool = True) -> DurableCall:
+        """Take a position for a blocking call and return its awaitable.
+
+        Args:
+            kind: One of the blocking kinds (``activity``, ``sleep``, ``wait``, ``child``).
+            name: What the call names; checked against history on replay.
+            input: Details the store needs when the call is new.
+            transform: Applied to the stored result before the workflow sees it.
+            throw_on_error: When ``False`` a stored failure is returned as an error object.
+        """
+        assert kind in BLOCKING_KINDS, kind
+        seq = self._take_position(kind, name)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        call = DurableCall(future, seq, kind, transform)
+        record = self.history.get(seq)
+        if record is None:
+            self.commands.append(Command(seq, self.info.workflow_dimension, kind, name,
+                                         dict(input or {})))
+            self._pending.append(call)
+        elif not record.resolved:
+            self._pending.append(call)
+        else:
+            group = float(record.observed_step) if record.observed_step is not None else math.inf
+            if group <= self.phase:
+                self._resolve(future, record, throw_on_error)
+            else:
+                self._waiting.setdefault(group, []).append((future, record))
+                future.throw_on_error = throw_on_error  # type: ignore[attr-defined]
+                self._pending.append(call)
+        return call
+
+    def record_now(self, kind: str, name: str, compute: Callable[[int], Any],
+                   input: dict[str, Any] | None = None) -> tuple[Any, bool]:
+        """Take a position for a call whose outcome is known in this step.
+
+        Args:
+            kind: The call's kind (``random``, ``signal``, ``emit`` …).
+            name: What it names; checked against history on replay.
+            compute: Given the position, returns the outcome; called on first run only.
+            input: Details the store needs to act on a new call.
+
+        Returns:
+            ``(outcome, first_run)``: the outcome (stored one on replay) and whether this run is
+            the first to reach the position.
+        """
+        seq = self._take_position(kind, name)
+        record = self.history.get(seq)
+        if record is not None:
+            if record.status == "failed" and record.error:
+                raise error_from_dict(record.error)
+            return record.result, False
+        value = compute(seq)
+        self.commands.append(Command(seq, self.info.workflow_dimension, kind, name,
+                                     dict(input or {}), status="completed", result=value))
+        return value, True
+
+    # -- what the runner calls ----------------------------------------------------------------
+
+    def next_phase(self) -> float | None:
+        """The earliest moment at which a stored outcome still to deliver arrived (``inf`` =
+        during this step), or ``None`` when there is nothing left to deliver."""
+        return min(self._waiting, default=None)
+
+    def deliver(self, phase: float) -> None:
+        """Resolve the calls whose outcomes arrived at ``phase``."""
+        self.phase = phase
+        for future, record in self._waiting.pop(phase, []):
+            if not future.done():
+                self._resolve(future, record, getattr(future, "throw_on_error", True))
+
+    def pending_calls(self) -> list[DurableCall]:
+        """Calls still waiting for an outcome."""
+        return [call for call in self._pending if not call.future.done()]
+
+    def interrupt_pending(self) -> None:
+        """End every waiting call with its control-flow error so the coroutines unwind."""
+        self.unwinding = True
+        for call in self.pending_calls():
+            call.future.set_exception(_SUSPENSION_BY_KIND[call.kind](
+                f"{call.kind} at position {call.seq} is not finished yet"))
+
+    @property
+    def recorded_positions(self) -> int:
+        """Highest position history holds for this thread."""
+        return self._last_recorded
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _take_position(self, kind: str, name: str) -> int:
+        if self.unwinding:
+            raise _SUSPENSION_BY_KIND.get(kind, DurableProxyError)(
+                "the workflow is suspended; no durable call can run now")
+        if self.fatal is not None:
+            raise self.fatal
+        self.counter += 1
+        seq = self.counter
+        record = self.history.get(seq)
+        if record is not None and (record.kind != kind or record.name != name):
+            self.fatal = NonDeterminismError(
+                f"workflow {self.info.workflow_name!r} (id {self.info.workflow_id!r}) is not "
+                f"deterministic at position {seq}"
+                f"{' of thread ' + repr(self.info.workflow_dimension) if self.info.workflow_dimension else ''}: "
+                f"history recorded {record.kind} {record.name!r}, but the code now calls "
+                f"{kind} {name!r}")
+            raise self.fatal
+        return seq
+
+    @staticmethod
+    def _resolve(future: asyncio.Future[Any], record: HistoryRecord, throw_on_error: bool) -> None:
+        if record.status == "failed":
+            error = error_from_dict(record.error or {"message": "failed", "code": 598})
+            if throw_on_error:
+                future.set_exception(error)
+            else:
+                future.set_result(error)
+        else:
+            future.set_result(record.result)
+

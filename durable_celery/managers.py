@@ -1,0 +1,144 @@
+"""The ORM verbs of durable_celery's models, as querysets."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from django.db import connection, models
+from django.db.models import Q
+
+if TYPE_CHECKING:
+    from .models import HistoryEvent, PendingSignal, WorkflowExecution
+
+__all__ = [
+    "ExecutionQuerySet",
+    "HistoryEventQuerySet",
+    "OutboxQuerySet",
+    "PendingSignalQuerySet",
+    "TimerQuerySet",
+    "supports_row_locks",
+]
+
+
+def supports_row_locks() -> bool:
+    """Whether the database locks rows (PostgreSQL); SQLite serialises writers instead."""
+    return bool(connection.features.has_select_for_update)
+
+
+class ExecutionQuerySet(models.QuerySet["WorkflowExecution"]):
+    """Verbs over workflow executions."""
+
+    def active(self) -> ExecutionQuerySet:
+        """Executions that can still make progress."""
+        return self.filter(status__in=("pending", "running"))
+
+    def lock(self, pk: int, *, skip_locked: bool = False) -> WorkflowExecution | None:
+        """Lock and return the execution ``pk`` for the current transaction.
+
+        With ``skip_locked`` return ``None`` instead of waiting when another transaction holds it
+        (PostgreSQL; SQLite's write transactions are already exclusive).
+        """
+        qs = self.filter(pk=pk)
+        if supports_row_locks():
+            qs = qs.select_for_update(skip_locked=skip_locked)
+        return qs.first()
+
+    def named(self, namespace: str, workflow_id: str) -> ExecutionQuerySet:
+        """The execution with this id in this namespace (at most one)."""
+        return self.filter(namespace=namespace, workflow_id=workflow_id)
+
+    def needing_step(self, before: datetime) -> ExecutionQuerySet:
+        """Active executions that asked for a step before ``before`` and did not get one."""
+        return self.active().filter(step_requested=True, updated_at__lt=before)
+
+
+class HistoryEventQuerySet(models.QuerySet["HistoryEvent"]):
+    """Verbs over history rows."""
+
+    def for_replay(self, execution_id: int, dimension: str = "") -> HistoryEventQuerySet:
+        """Everything the replay of one thread reads, in one query."""
+        return self.filter(execution_id=execution_id, dimension=dimension).only(
+            "id", "seq", "dimension", "kind", "name", "status", "result", "error",
+            "observed_step").order_by("seq")
+
+    def settle(self, pk: int, *, result: Any = None, error: dict[str, Any] | None = None,
+               now: datetime, celery_task_id: str | None = None,
+               attempt: int | None = None) -> bool:
+        """Record the outcome of a scheduled call; the first writer wins.
+
+        Args:
+            pk: The history row.
+            result: The outcome when it succeeded.
+            error: The error dict when it failed.
+            now: Completion time.
+            celery_task_id: The Celery task that produced the outcome.
+            attempt: When given, only that attempt may record a failure (a stale one cannot).
+
+        Returns:
+            Whether this call recorded the outcome (``False``: it was already settled).
+        """
+        qs = self.filter(pk=pk, status="scheduled")
+        fields: dict[str, Any] = {"completed_at": now, "lease_until": None}
+        if error is None:
+            fields.update(status="completed", result=result)
+        else:
+            fields.update(status="failed", error=error)
+            if attempt is not None:
+                qs = qs.filter(attempts=attempt)
+        if celery_task_id is not None:
+            fields["celery_task_id"] = celery_task_id
+        return bool(qs.update(**fields))
+
+    def unobserved(self) -> HistoryEventQuerySet:
+        """Outcomes no replay step has seen yet."""
+        return self.filter(observed_step__isnull=True, status__in=("completed", "failed"))
+
+    def waiting_for(self, namespace: str, signal_id: str) -> HistoryEventQuerySet:
+        """Open ``wait_for`` calls on ``signal_id`` in running executions of ``namespace``."""
+        return self.filter(kind="wait", status="scheduled", name=signal_id,
+                           execution__namespace=namespace,
+                           execution__status__in=("pending", "running"))
+
+    def lost_activities(self, now: datetime) -> HistoryEventQuerySet:
+        """Scheduled activity attempts whose lease ran out (their worker is presumed gone)."""
+        return self.filter(kind="activity", status="scheduled", lease_until__lt=now,
+                           execution__status__in=("pending", "running"))
+
+
+class TimerQuerySet(models.QuerySet[Any]):
+    """Verbs over stored timers."""
+
+    def claim_due(self, now: datetime, limit: int = 100) -> list[Any]:
+        """Lock and return due timers no other sweeper holds (call inside a transaction)."""
+        qs = self.filter(due_at__lte=now).order_by("due_at")
+        if supports_row_locks():
+            qs = qs.select_for_update(skip_locked=True)
+        return list(qs[:limit])
+
+
+class PendingSignalQuerySet(models.QuerySet["PendingSignal"]):
+    """Verbs over buffered signals."""
+
+    def take(self, namespace: str, signal_id: str) -> PendingSignal | None:
+        """Remove and return the oldest buffered signal with this id, if any."""
+        signal = self.filter(namespace=namespace, signal_id=signal_id).order_by("id").first()
+        if signal is not None:
+            signal.delete()
+        return signal
+
+
+class OutboxQuerySet(models.QuerySet[Any]):
+    """Verbs over the transactional outbox."""
+
+    def claim_stale(self, before: datetime, limit: int = 200) -> list[Any]:
+        """Lock and return messages recorded before ``before`` and never confirmed sent."""
+        qs = self.filter(created_at__lt=before).order_by("id")
+        if supports_row_locks():
+            qs = qs.select_for_update(skip_locked=True)
+        return list(qs[:limit])
+
+
+def unobserved_filter() -> Q:
+    """The condition of :meth:`HistoryEventQuerySet.unobserved`, for use across relations."""
+    return Q(history__observed_step__isnull=True, history__status__in=("completed", "failed"))

@@ -1,0 +1,227 @@
+"""What durable_celery stores: executions, their history, timers, buffered signals, the outbox."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from .managers import (
+    ExecutionQuerySet,
+    HistoryEventQuerySet,
+    OutboxQuerySet,
+    PendingSignalQuerySet,
+    TimerQuerySet,
+)
+
+__all__ = [
+    "ExecutionStatus",
+    "HistoryEvent",
+    "HistoryStatus",
+    "OutboxMessage",
+    "PendingSignal",
+    "SearchAttribute",
+    "Timer",
+    "TimerKind",
+    "WorkflowExecution",
+]
+
+
+class ExecutionStatus(models.TextChoices):
+    """Life of a workflow execution."""
+
+    PENDING = "pending", "pending"
+    RUNNING = "running", "running"
+    COMPLETED = "completed", "completed"
+    FAILED = "failed", "failed"
+    INTERRUPTED = "interrupted", "interrupted"
+
+
+ACTIVE_STATUSES = (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
+
+
+class HistoryStatus(models.TextChoices):
+    """Life of one durable call."""
+
+    SCHEDULED = "scheduled", "scheduled"
+    COMPLETED = "completed", "completed"
+    FAILED = "failed", "failed"
+    CANCELLED = "cancelled", "cancelled"
+
+
+class WorkflowExecution(models.Model):
+    """One run of a workflow: its identity, arguments, outcome and lineage."""
+
+    namespace = models.CharField(max_length=100, default="durable")
+    workflow_id = models.CharField(max_length=255)
+    workflow_name = models.CharField(max_length=255)
+    task_queue = models.CharField(max_length=255)
+    status = models.CharField(max_length=16, choices=ExecutionStatus.choices,
+                              default=ExecutionStatus.PENDING)
+    args = models.JSONField(default=list, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)
+    entity = models.CharField(max_length=255, blank=True, default="",
+                              help_text="entity type named at start")
+    document = models.JSONField(default=dict, blank=True,
+                                help_text="the workflow's entity JSON document")
+    parent_workflow_id = models.CharField(max_length=255, null=True, blank=True)
+    origin_workflow_id = models.CharField(max_length=255, null=True, blank=True)
+    retry_policy = models.JSONField(null=True, blank=True)
+    expire = models.FloatField(null=True, blank=True)
+    attempt = models.PositiveIntegerField(default=1, help_text="workflow-level try number")
+    step_count = models.PositiveIntegerField(default=0, help_text="replay steps run so far")
+    step_requested = models.BooleanField(
+        default=True, help_text="a replay step is due although no new outcome arrived")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ExecutionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["namespace", "workflow_id"],
+                                    name="durable_exec_ns_wfid_uniq"),
+        ]
+        indexes = [
+            models.Index(fields=["status", "workflow_name"], name="durable_exec_status_name_idx"),
+            models.Index(fields=["created_at"], name="durable_exec_created_idx"),
+            models.Index(fields=["parent_workflow_id"], name="durable_exec_parent_idx"),
+            models.Index(fields=["step_requested", "updated_at"], name="durable_exec_stepreq_idx",
+                         condition=Q(step_requested=True)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow_name} {self.workflow_id} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        """Whether the execution can still make progress."""
+        return self.status in ACTIVE_STATUSES
+
+
+class SearchAttribute(models.Model):
+    """One search field of an execution: indexed ``(key, value)`` rows."""
+
+    execution = models.ForeignKey(WorkflowExecution, on_delete=models.CASCADE,
+                                  related_name="search_attributes")
+    key = models.CharField(max_length=255)
+    value = models.TextField(blank=True, default="")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["execution", "key"], name="durable_search_exec_key_uniq"),
+        ]
+        indexes = [models.Index(fields=["key", "value"], name="durable_search_key_value_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.value}"
+
+
+class HistoryEvent(models.Model):
+    """One durable call of an execution, at its position in its thread."""
+
+    execution = models.ForeignKey(WorkflowExecution, on_delete=models.CASCADE,
+                                  related_name="history")
+    dimension = models.CharField(max_length=100, blank=True, default="")
+    seq = models.PositiveIntegerField()
+    kind = models.CharField(max_length=20)
+    name = models.CharField(max_length=255, blank=True, default="")
+    status = models.CharField(max_length=16, choices=HistoryStatus.choices,
+                              default=HistoryStatus.SCHEDULED)
+    attempts = models.PositiveIntegerField(default=0)
+    input = models.JSONField(default=dict, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)
+    observed_step = models.PositiveIntegerField(
+        null=True, blank=True, help_text="the replay step that first saw the outcome")
+    celery_task_id = models.CharField(max_length=255, null=True, blank=True)
+    lease_until = models.DateTimeField(
+        null=True, blank=True, help_text="when a scheduled activity attempt is presumed lost")
+    created_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = HistoryEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["execution", "dimension", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["execution", "dimension", "seq"],
+                                    name="durable_hist_position_uniq"),
+        ]
+        indexes = [
+            models.Index(fields=["completed_at"], name="durable_hist_unobserved_idx",
+                         condition=Q(observed_step__isnull=True, status__in=["completed", "failed"])),
+            models.Index(fields=["name"], name="durable_hist_waiting_idx",
+                         condition=Q(kind="wait", status="scheduled")),
+            models.Index(fields=["lease_until"], name="durable_hist_lease_idx",
+                         condition=Q(kind="activity", status="scheduled")),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.kind} {self.name} ({self.status})"
+
+
+class TimerKind(models.TextChoices):
+    """What a due timer does."""
+
+    SLEEP = "sleep", "sleep"
+    WAIT_TIMEOUT = "wait_timeout", "wait timeout"
+    ACTIVITY_RETRY = "activity_retry", "activity retry"
+    WORKFLOW_RETRY = "workflow_retry", "workflow retry"
+
+
+class Timer(models.Model):
+    """A stored wake-up: the sweeper claims it when ``due_at`` has passed."""
+
+    execution = models.ForeignKey(WorkflowExecution, on_delete=models.CASCADE,
+                                  related_name="timers")
+    event = models.ForeignKey(HistoryEvent, on_delete=models.CASCADE, null=True, blank=True,
+                              related_name="timers")
+    kind = models.CharField(max_length=20, choices=TimerKind.choices)
+    due_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = TimerQuerySet.as_manager()
+
+    class Meta:
+        indexes = [models.Index(fields=["due_at"], name="durable_timer_due_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} due {self.due_at:%Y-%m-%d %H:%M:%S}"
+
+
+class PendingSignal(models.Model):
+    """A signal sent while nobody waited for it, kept until a ``wait_for`` takes it."""
+
+    namespace = models.CharField(max_length=100)
+    signal_id = models.CharField(max_length=255)
+    payload = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = PendingSignalQuerySet.as_manager()
+
+    class Meta:
+        indexes = [models.Index(fields=["namespace", "signal_id"], name="durable_signal_lookup_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.namespace}:{self.signal_id}"
+
+
+class OutboxMessage(models.Model):
+    """A Celery message recorded in the transaction that decided it; sent after commit."""
+
+    task_name = models.CharField(max_length=255)
+    queue = models.CharField(max_length=255)
+    args = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+    publish_attempts = models.PositiveIntegerField(default=0)
+
+    objects = OutboxQuerySet.as_manager()
+
+    class Meta:
+        indexes = [models.Index(fields=["created_at"], name="durable_outbox_created_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.task_name} -> {self.queue}"

@@ -1,0 +1,76 @@
+"""Recording what an activity attempt produced: a result, a retry, or a final failure."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.utils import timezone
+
+from ..errors import DurableError, DurableFatalError, DurableMaxedError, DurableTimeoutError
+from ..models import HistoryEvent, Timer, TimerKind
+from ..retry import RetryPolicy
+from .outbox import OutboxBatch
+from .steps import settle_and_continue
+
+__all__ = ["attempt_is_current", "record_activity_failure", "record_activity_result"]
+
+#: Failures an activity raises to stop retrying: the workflow sees the same class.
+NOT_RETRIED = (DurableFatalError, DurableTimeoutError, DurableMaxedError)
+
+
+def attempt_is_current(message: dict[str, Any]) -> bool:
+    """Whether this attempt should run: its call is still open and no later attempt replaced it."""
+    return HistoryEvent.objects.filter(
+        pk=message["event"], status="scheduled", attempts=message["attempt"],
+        execution__status__in=("pending", "running")).exists()
+
+
+def record_activity_result(message: dict[str, Any], value: Any,
+                           celery_task_id: str | None) -> bool:
+    """Record a successful attempt (first writer wins) and continue the workflow.
+
+    Returns:
+        Whether this attempt's result was the one recorded.
+    """
+    def settle(_batch: OutboxBatch) -> bool:
+        return HistoryEvent.objects.settle(message["event"], result=value, now=timezone.now(),
+                                           celery_task_id=celery_task_id)
+
+    return settle_and_continue(message["execution"], message["task_queue_of_workflow"],
+                               message["workflow_name"], settle)
+
+
+def record_activity_failure(message: dict[str, Any], error: BaseException,
+                            celery_task_id: str | None) -> str:
+    """Record a failed attempt: schedule a retry, or settle the call as failed.
+
+    Returns:
+        ``"retry"``, ``"failed"``, or ``"stale"`` (another attempt already decided).
+    """
+    attempt = int(message["attempt"])
+    stored = (error.to_dict() if isinstance(error, DurableError)
+              else {"type": type(error).__name__, "message": str(error), "code": 599})
+    policy = RetryPolicy.from_dict(message.get("retry_policy"))
+    now = timezone.now()
+    if not isinstance(error, NOT_RETRIED) and policy.allows_retry(attempt):
+        updated = HistoryEvent.objects.filter(
+            pk=message["event"], status="scheduled", attempts=attempt).update(
+                attempts=attempt + 1, error=stored, lease_until=None,
+                celery_task_id=celery_task_id)
+        if not updated:
+            return "stale"
+        Timer.objects.create(execution_id=message["execution"], event_id=message["event"],
+                             kind=TimerKind.ACTIVITY_RETRY,
+                             due_at=now + timedelta(seconds=policy.delay_before_retry(attempt)))
+        return "retry"
+    if not isinstance(error, NOT_RETRIED):
+        stored = DurableMaxedError(stored["message"]).to_dict()
+
+    def settle(_batch: OutboxBatch) -> bool:
+        return HistoryEvent.objects.settle(message["event"], error=stored, now=now,
+                                           celery_task_id=celery_task_id, attempt=attempt)
+
+    recorded = settle_and_continue(message["execution"], message["task_queue_of_workflow"],
+                                   message["workflow_name"], settle)
+    return "failed" if recorded else "stale"

@@ -1,0 +1,163 @@
+"""Replay steps: lock the execution, load its history in one query, replay, record the decision."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from django.db import transaction
+from django.utils import timezone
+
+from ..conf import durable_setting
+from ..engine import HistoryRecord, ReplayStep, StepOutcome, StepStatus, WorkflowInfo
+from ..engine.replay import describe_error
+from ..errors import DurableMaxedError, UnknownWorkflowError
+from ..models import ExecutionStatus, HistoryEvent, Timer, TimerKind, WorkflowExecution
+from ..registry import find_workflow, registered_workflows
+from ..retry import RetryPolicy
+from .commands import CommandEffects, apply_commands
+from .outbox import OutboxBatch
+from .signals import lock_signal_ids
+
+__all__ = ["can_continue_locally", "run_replay_step", "settle_and_continue", "workflow_interceptors"]
+
+logger = logging.getLogger(__name__)
+
+#: Steps run back to back in one transaction when a step settles outcomes of its own.
+MAX_STEPS_PER_TRANSACTION = 20
+
+#: Returns the workflow interceptors to apply, outermost first (set by the interceptor module).
+workflow_interceptors: Callable[[], list[object]] = list
+
+
+def can_continue_locally(workflow_name: str) -> bool:
+    """Whether this process may run the next step itself (it has the workflow's code)."""
+    return bool(durable_setting("DURABLE_LOCAL_CONTINUATION")) and \
+        workflow_name in registered_workflows()
+
+
+def run_replay_step(execution_pk: int) -> None:
+    """The replay-step task body: wait for the execution's lock, then step while there is news."""
+    with transaction.atomic():
+        execution = WorkflowExecution.objects.lock(execution_pk)
+        if execution is None:
+            return
+        batch = OutboxBatch()
+        _step_while_needed(execution, batch)
+        batch.commit()
+
+
+def settle_and_continue(execution_pk: int, task_queue: str, workflow_name: str,
+                        settle: Callable[[OutboxBatch], bool]) -> bool:
+    """Record an outcome with ``settle`` and make sure a replay step follows it.
+
+    Fast path (this process has the workflow code and the execution is free): record and step in
+    one transaction. Otherwise record and request a step through the outbox.
+
+    Returns:
+        What ``settle`` returned: whether it recorded anything.
+    """
+    if can_continue_locally(workflow_name):
+        with transaction.atomic():
+            execution = WorkflowExecution.objects.lock(execution_pk, skip_locked=True)
+            if execution is not None:
+                batch = OutboxBatch()
+                recorded = settle(batch)
+                if recorded:
+                    _step_while_needed(execution, batch)
+                batch.commit()
+                return recorded
+    with transaction.atomic():
+        batch = OutboxBatch()
+        recorded = settle(batch)
+        if recorded:
+            batch.request_step(execution_pk, task_queue)
+        batch.commit()
+        return recorded
+
+
+def _step_while_needed(execution: WorkflowExecution, batch: OutboxBatch) -> None:
+    for _ in range(MAX_STEPS_PER_TRANSACTION):
+        if not execution.is_active or not _step_once(execution, batch):
+            return
+    batch.request_step(execution.pk, execution.task_queue)
+
+
+def _step_once(execution: WorkflowExecution, batch: OutboxBatch) -> bool:
+    """One replay step. Returns whether another step is needed right away."""
+    rows = list(HistoryEvent.objects.for_replay(execution.pk))
+    unobserved = [r.pk for r in rows if r.status in ("completed", "failed")
+                  and r.observed_step is None]
+    if not unobserved and not execution.step_requested:
+        return False
+    now = timezone.now()
+    step = execution.step_count + 1
+    try:
+        definition = find_workflow(execution.workflow_name)
+    except UnknownWorkflowError as error:
+        _finish(execution, ExecutionStatus.FAILED, error=error.to_dict(), now=now)
+        return False
+    info = WorkflowInfo(
+        workflow_id=execution.workflow_id, workflow_name=execution.workflow_name,
+        task_queue=execution.task_queue, namespace=execution.namespace,
+        parent_workflow_id=execution.parent_workflow_id,
+        origin_workflow_id=execution.origin_workflow_id, expire=execution.expire, step=step)
+    records = [HistoryRecord(r.seq, r.dimension, r.kind, r.name, r.status, r.result, r.error,
+                             r.observed_step) for r in rows]
+    outcome = ReplayStep(definition.function, execution.args, info, records,
+                         workflow_interceptors()).run()  # type: ignore[arg-type]
+    if unobserved:
+        HistoryEvent.objects.filter(pk__in=unobserved).update(observed_step=step)
+    execution.step_count = step
+    execution.step_requested = False
+    if execution.status == ExecutionStatus.PENDING:
+        execution.status = ExecutionStatus.RUNNING
+    signal_ids = [c.name for c in outcome.commands if c.kind in ("wait", "signal")]
+    if signal_ids:
+        lock_signal_ids(execution.namespace, signal_ids)
+    effects = CommandEffects(now, batch)
+    settled_now = apply_commands(execution, outcome.commands, step, effects)
+    _record_outcome(execution, outcome, now, effects)
+    return settled_now and execution.is_active
+
+
+def _record_outcome(execution: WorkflowExecution, outcome: StepOutcome, now: object,
+                    effects: CommandEffects) -> None:
+    if outcome.status == StepStatus.COMPLETED:
+        _finish(execution, ExecutionStatus.COMPLETED, result=outcome.result, now=now)
+    elif outcome.status == StepStatus.FAILED:
+        assert outcome.error is not None
+        error = describe_error(outcome.error)
+        if outcome.retryable:
+            policy = RetryPolicy.from_dict(execution.retry_policy)
+            if policy.allows_retry(execution.attempt):
+                delay = policy.delay_before_retry(execution.attempt)
+                execution.attempt += 1
+                execution.error = error
+                execution.save()
+                Timer.objects.create(execution=execution, kind=TimerKind.WORKFLOW_RETRY,
+                                     due_at=effects.now + _seconds(delay))
+                logger.info("workflow %s failed (%s); retry %d in %.1fs",
+                            execution.workflow_id, error["message"], execution.attempt - 1, delay)
+                return
+            error = DurableMaxedError(error["message"]).to_dict()
+        _finish(execution, ExecutionStatus.FAILED, error=error, now=now)
+    else:
+        execution.save()
+
+
+def _finish(execution: WorkflowExecution, status: str, *, now: object,
+            result: object = None, error: dict[str, object] | None = None) -> None:
+    execution.status = status
+    execution.result = result
+    execution.error = error
+    execution.completed_at = now
+    execution.step_requested = False
+    execution.save()
+    Timer.objects.filter(execution=execution).delete()
+
+
+def _seconds(value: float) -> object:
+    from datetime import timedelta
+
+    return timedelta(seconds=value)

@@ -1,0 +1,24 @@
+"""The workflow-side API: ``from durable_celery import workflow``.
+
+Every function here asks the replay context of the running workflow (found through a ContextVar)
+for its position and stored outcome; none of them touches storage or Celery.
+"""
+
+from .activities import ActivityProxy, proxy_activities
+from .control import all_ as all  # noqa: A004 - the public name of API.md
+from .control import did_interrupt, get_context, is_side_effect_allowed, random
+from .signals import signal, wait_for
+from .timers import sleep_for
+
+__all__ = [
+    "ActivityProxy",
+    "all",
+    "did_interrupt",
+    "get_context",
+    "is_side_effect_allowed",
+    "proxy_activities",
+    "random",
+    "signal",
+    "sleep_for",
+    "wait_for",
+]

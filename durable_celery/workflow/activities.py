@@ -1,0 +1,84 @@
+"""``workflow.proxy_activities``: call activities durably from a workflow."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ..durations import parse_duration
+from ..engine import DurableCall, current_context
+from ..registry import registered_activities
+from ..retry import RetryPolicy
+from ..serialization import json_roundtrip
+
+__all__ = ["ActivityProxy", "proxy_activities"]
+
+
+class ActivityProxy:
+    """``proxy.name(*args)`` schedules activity ``name`` and returns an awaitable of its result.
+
+    First run: the call takes its position, is recorded as scheduled, and the workflow suspends
+    until a worker on ``{task_queue}-activity`` has run it. Replay: the stored result is returned
+    (or the stored error raised, or returned when ``throw_on_error=False``).
+    """
+
+    def __init__(self, names: set[str] | None, task_queue: str | None,
+                 retry_policy: RetryPolicy, start_to_close_timeout: float | None) -> None:
+        self._names = names
+        self._task_queue = task_queue
+        self._retry_policy = retry_policy
+        self._timeout = start_to_close_timeout
+
+    def __getattr__(self, name: str) -> Callable[..., DurableCall]:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if self._names is not None and name not in self._names:
+            raise AttributeError(f"activity {name!r} is not among the activities this proxy "
+                                 f"was given: {', '.join(sorted(self._names))}")
+
+        def call(*args: Any) -> DurableCall:
+            return self._schedule(name, list(args))
+
+        call.__name__ = name
+        return call
+
+    def _schedule(self, name: str, args: list[Any]) -> DurableCall:
+        ctx = current_context()
+        stored_args = json_roundtrip(args, where=f"arguments of activity {name!r}")
+        queue = self._task_queue or _registered_queue(name) or ctx.info.task_queue
+        return ctx.schedule("activity", name, {
+            "args": stored_args,
+            "task_queue": queue,
+            "retry_policy": self._retry_policy.to_dict(),
+            "start_to_close_timeout": self._timeout,
+            "headers": {},
+        }, throw_on_error=self._retry_policy.throw_on_error)
+
+
+def proxy_activities(activities: Iterable[Callable[..., Any]] | None = None,
+                     task_queue: str | None = None,
+                     retry_policy: RetryPolicy | dict[str, Any] | None = None,
+                     start_to_close_timeout: str | float | None = None) -> ActivityProxy:
+    """Return a proxy whose attributes call activities durably. Takes no position.
+
+    Args:
+        activities: Optional activity functions; when given, only their names may be called.
+        task_queue: Route calls to Celery queue ``{task_queue}-activity`` (default: the
+            activity's own task queue if it names one, else the workflow's).
+        retry_policy: How failed calls are retried (default ``RetryPolicy()``).
+        start_to_close_timeout: Longest one attempt may run; exceeding it fails the call with
+            ``DurableTimeoutError`` (not retried).
+    """
+    current_context()
+    policy = RetryPolicy.coerce(retry_policy) or RetryPolicy()
+    timeout = None if start_to_close_timeout is None else parse_duration(
+        start_to_close_timeout, what="start_to_close_timeout")
+    names = None if activities is None else {
+        getattr(getattr(fn, "__durable_activity__", None), "name", None) or fn.__name__
+        for fn in activities}
+    return ActivityProxy(names, task_queue, policy, timeout)
+
+
+def _registered_queue(name: str) -> str | None:
+    queues = {queue for (queue, n) in registered_activities() if n == name and queue}
+    return queues.pop() if len(queues) == 1 else None
