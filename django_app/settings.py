@@ -12,6 +12,7 @@ Environment:
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -109,7 +110,8 @@ CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "memory://")
 _broker_dir = os.environ.get("DURABLE_BROKER_DIR", str(BASE_DIR / ".broker"))
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = (
     {"data_folder_in": _broker_dir, "data_folder_out": _broker_dir,
-     "control_folder": os.path.join(_broker_dir, "control"), "store_processed": False}
+     "control_folder": os.path.join(_broker_dir, "control"), "store_processed": False,
+     "polling_interval": 0.05}
     if CELERY_BROKER_URL.startswith("filesystem") else {"visibility_timeout": 3600})
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True
@@ -130,3 +132,12 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {"durable_celery": {"handlers": ["console"], "level": "WARNING"}},
 }
+
+# Any other DURABLE_* environment variable overrides the durable_celery setting of that name
+# (JSON value: numbers, true/false); see durable_celery/conf.py for the keys.
+for _key, _value in os.environ.items():
+    if _key.startswith("DURABLE_") and _key not in ("DURABLE_IMPORTS", "DURABLE_BROKER_DIR"):
+        try:
+            globals()[_key] = json.loads(_value)
+        except ValueError:
+            globals()[_key] = _value

@@ -1,0 +1,234 @@
+"""Workflows and activities used by the end-to-end tests (imported by the workers through
+``DURABLE_IMPORTS``). Side effects bump cross-process counters so tests can count them."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from durable_celery import DurableFatalError, RetryPolicy, activity, durable_workflow, workflow
+from tests.support.counters import bump, count
+
+# --- activities --------------------------------------------------------------------------------
+
+
+@activity
+def greet(name: str) -> str:
+    return f"Hello, {name}!"
+
+
+@activity
+def noop() -> None:
+    return None
+
+
+@activity
+def counted(key: str, value: object = None) -> object:
+    """Bumps counter ``key`` each time it runs; returns ``value``."""
+    bump(key)
+    return value
+
+
+@activity
+def flaky(key: str, failures: int) -> int:
+    """Fails the first ``failures`` runs (counted under ``key``), then returns the run number."""
+    runs = bump(key)
+    if runs <= failures:
+        raise RuntimeError(f"flaky failure {runs} of {failures}")
+    return runs
+
+
+@activity
+def fatal(message: str) -> None:
+    raise DurableFatalError(message)
+
+
+@activity
+def slow(key: str, seconds: float) -> str:
+    """Marks its start, sleeps, marks its end: a window to kill the worker in."""
+    bump(f"{key}-started")
+    time.sleep(seconds)
+    bump(f"{key}-finished")
+    return f"slept {seconds}"
+
+
+@activity
+async def async_double(value: int) -> int:
+    await asyncio.sleep(0.01)
+    return value * 2
+
+
+@activity
+def check_status(key: str, ready_after: int) -> str:
+    runs = bump(key)
+    return "ready" if runs >= ready_after else "pending"
+
+
+# --- workflows ---------------------------------------------------------------------------------
+
+
+@durable_workflow
+async def hello(name: str) -> str:
+    acts = workflow.proxy_activities()
+    return await acts.greet(name)
+
+
+@durable_workflow
+async def random_around_activity(name: str) -> list[object]:
+    r1 = workflow.random()
+    greeting = await workflow.proxy_activities().greet(name)
+    r2 = workflow.random()
+    return [r1, greeting, r2]
+
+
+@durable_workflow
+async def sequence(n: int) -> int:
+    acts = workflow.proxy_activities()
+    for _ in range(n):
+        await acts.noop()
+    return n
+
+
+@durable_workflow
+async def retrying(key: str, failures: int, maximum_attempts: int) -> int:
+    acts = workflow.proxy_activities(retry_policy=RetryPolicy(
+        maximum_attempts=maximum_attempts, initial_interval="100ms", backoff_coefficient=1.5))
+    return int(await acts.flaky(key, failures))
+
+
+@durable_workflow
+async def graceful(key: str) -> dict[str, object]:
+    """The seed's throw_on_error=False example: the failure comes back as a value."""
+    acts = workflow.proxy_activities(retry_policy=RetryPolicy(
+        maximum_attempts=1, initial_interval="100ms", throw_on_error=False))
+    result = await acts.flaky(key, 10)
+    if isinstance(result, Exception):
+        return {"handled": type(result).__name__, "message": str(result)}
+    return {"handled": None}
+
+
+@durable_workflow
+async def fatal_flow(message: str) -> None:
+    await workflow.proxy_activities().fatal(message)
+
+
+@durable_workflow
+async def parallel_fetch(names: list[str]) -> list[object]:
+    """The seed's parallel fetch: workflow.all of activities."""
+    acts = workflow.proxy_activities()
+    return await workflow.all(*(acts.greet(n) for n in names))
+
+
+@durable_workflow
+async def gather_fetch(values: list[int]) -> list[int]:
+    acts = workflow.proxy_activities()
+    return list(await asyncio.gather(*(acts.async_double(v) for v in values)))
+
+
+@durable_workflow
+async def approval(order_id: str) -> bool:
+    """The seed's approval wait_for."""
+    await workflow.proxy_activities().greet(order_id)
+    decision = await workflow.wait_for(f"approval-{order_id}")
+    return bool(decision["approved"])
+
+
+@durable_workflow
+async def wait_with_timeout(signal_id: str, timeout: str) -> object:
+    return await workflow.wait_for(signal_id, timeout=timeout)
+
+
+@durable_workflow
+async def many_waits(prefix: str, n: int) -> list[object]:
+    return await workflow.all(*(workflow.wait_for(f"{prefix}-{i}") for i in range(n)))
+
+
+@durable_workflow
+async def polling(key: str, ready_after: int) -> dict[str, object]:
+    """The seed's polling loop with sleep_for."""
+    acts = workflow.proxy_activities()
+    for attempt in range(10):
+        status = await acts.check_status(key, ready_after)
+        if status == "ready":
+            return {"status": status, "attempts": attempt + 1}
+        await workflow.sleep_for(f"{0.2 * (attempt + 1):.1f}s")
+    return {"status": "timeout", "attempts": 10}
+
+
+@durable_workflow
+async def sleeper(duration: str) -> float:
+    return await workflow.sleep_for(duration)
+
+
+@durable_workflow
+async def signaller(signal_id: str, data: object) -> str:
+    return await workflow.signal(signal_id, data)
+
+
+@durable_workflow
+async def side_effects(key: str) -> list[bool]:
+    first = await workflow.is_side_effect_allowed("email")
+    if first:
+        bump(key)
+    await workflow.proxy_activities().noop()
+    return [first]
+
+
+@durable_workflow
+async def context_probe() -> dict[str, object]:
+    before = workflow.get_context()
+    await workflow.proxy_activities().noop()
+    after = workflow.get_context()
+    return {"before": dict(before), "after_counter": after["counter"],
+            "replaying": after["replaying"]}
+
+
+@durable_workflow
+async def swallower() -> str:
+    """Catches Exception around a suspension: the engine must still suspend and continue."""
+    try:
+        value = await workflow.proxy_activities().greet("swallow")
+    except Exception:  # noqa: BLE001 - what the test is about
+        return "swallowed"
+    return str(value)
+
+
+@durable_workflow
+async def failing_workflow(key: str, failures: int) -> str:
+    """The workflow function itself fails ``failures`` times (counted), then returns."""
+    runs = bump(key) if not workflow.get_context()["replaying"] else count(key)
+    if runs <= failures:
+        raise RuntimeError(f"workflow failure {runs}")
+    return f"ok after {runs}"
+
+
+@durable_workflow
+async def crash_survivor(key: str, seconds: float) -> list[object]:
+    acts = workflow.proxy_activities(start_to_close_timeout="30s",
+                                     retry_policy=RetryPolicy(initial_interval="100ms"))
+    first = await acts.counted(f"{key}-first", 1)
+    middle = await acts.slow(key, seconds)
+    last = await acts.counted(f"{key}-last", 3)
+    return [first, middle, last]
+
+
+@durable_workflow(task_queue="orders")
+async def on_orders_queue(name: str) -> str:
+    acts = workflow.proxy_activities()
+    return await acts.greet(name)
+
+
+@durable_workflow
+async def unknown_activity() -> object:
+    acts = workflow.proxy_activities(retry_policy=RetryPolicy(maximum_attempts=0))
+    return await acts.no_such_activity(1)
+
+
+@durable_workflow
+async def bad_duration() -> float:
+    return await workflow.sleep_for("soon-ish")
+
+
+@durable_workflow
+async def non_json_activity_args() -> object:
+    return await workflow.proxy_activities().greet({1, 2})

@@ -1,0 +1,1 @@
+"""Test support: backends, worker processes, cross-process counters."""
