@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from . import errors, workflow
 from .activity import activity
+from .client import DurableClient
 from .errors import (
     DuplicateWorkflowError,
     DurableChildError,
@@ -33,7 +34,6 @@ from .errors import (
     WorkflowSandboxError,
     did_interrupt,
 )
-from .client import DurableClient
 from .handle import WorkflowHandle
 from .registry import durable_workflow
 from .retry import RetryPolicy

@@ -79,6 +79,7 @@ activity = _Activity()
 def _attach_celery_task(fn: Callable[..., Any], name: str, is_async: bool) -> None:
     from celery import shared_task
 
+    body: Callable[..., Any]
     if is_async:
         @functools.wraps(fn)
         def body(*args: Any, **kwargs: Any) -> Any:

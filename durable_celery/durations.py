@@ -24,7 +24,8 @@ def parse_duration(value: str | int | float, *, what: str = "duration") -> float
         what: Names the argument in the error message (e.g. ``"sleep_for duration"``).
 
     Raises:
-        InvalidArgumentError: (a ``ValueError``) the value is negative, not finite, or not a duration we can read.
+        InvalidArgumentError: (a ``ValueError``) the value is negative, not finite, or not a
+            duration we can read.
     """
     seconds: float | None
     if isinstance(value, bool):

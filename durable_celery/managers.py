@@ -9,7 +9,7 @@ from django.db import connection, models
 from django.db.models import Q
 
 if TYPE_CHECKING:
-    from .models import HistoryEvent, PendingSignal, WorkflowExecution
+    from .models import HistoryEvent, PendingSignal, WorkflowExecution  # noqa: F401
 
 __all__ = [
     "ExecutionQuerySet",

@@ -111,7 +111,8 @@ class SearchAttribute(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["execution", "key"], name="durable_search_exec_key_uniq"),
+            models.UniqueConstraint(fields=["execution", "key"],
+                                    name="durable_search_exec_key_uniq"),
         ]
         indexes = [models.Index(fields=["key", "value"], name="durable_search_key_value_idx")]
 
@@ -152,7 +153,8 @@ class HistoryEvent(models.Model):
         ]
         indexes = [
             models.Index(fields=["completed_at"], name="durable_hist_unobserved_idx",
-                         condition=Q(observed_step__isnull=True, status__in=["completed", "failed"])),
+                         condition=Q(observed_step__isnull=True,
+                                     status__in=["completed", "failed"])),
             models.Index(fields=["name"], name="durable_hist_waiting_idx",
                          condition=Q(kind="wait", status="scheduled")),
             models.Index(fields=["lease_until"], name="durable_hist_lease_idx",
@@ -203,7 +205,8 @@ class PendingSignal(models.Model):
     objects = PendingSignalQuerySet.as_manager()
 
     class Meta:
-        indexes = [models.Index(fields=["namespace", "signal_id"], name="durable_signal_lookup_idx")]
+        indexes = [models.Index(fields=["namespace", "signal_id"],
+                                name="durable_signal_lookup_idx")]
 
     def __str__(self) -> str:
         return f"{self.namespace}:{self.signal_id}"

@@ -242,10 +242,11 @@ class ReplayContext:
         seq = self.counter
         record = self.history.get(seq)
         if record is not None and (record.kind != kind or record.name != name):
+            dimension = self.info.workflow_dimension
             self.fatal = NonDeterminismError(
                 f"workflow {self.info.workflow_name!r} (id {self.info.workflow_id!r}) is not "
                 f"deterministic at position {seq}"
-                f"{' of thread ' + repr(self.info.workflow_dimension) if self.info.workflow_dimension else ''}: "
+                f"{' of thread ' + repr(dimension) if dimension else ''}: "
                 f"history recorded {record.kind} {record.name!r}, but the code now calls "
                 f"{kind} {name!r}")
             raise self.fatal

@@ -43,8 +43,9 @@ class WorkflowInterceptor(Protocol):
 class ReplayEventLoop(asyncio.SelectorEventLoop):
     """An event loop on which real time never passes: timers are refused with a clear error."""
 
-    def call_at(self, when: float, callback: Callable[..., Any], *args: Any,
-                context: Any = None) -> asyncio.TimerHandle:  # type: ignore[override]
+    def call_at(  # type: ignore[override]
+            self, when: float, callback: Callable[..., Any], *args: Any,
+            context: Any = None) -> asyncio.TimerHandle:
         raise WorkflowSandboxError(
             "a workflow cannot use real timers (asyncio.sleep with a delay, asyncio.wait_for, "
             "loop.call_later): they would not survive a crash and are not replayed; use "

@@ -65,7 +65,7 @@ def record_activity_failure(message: dict[str, Any], error: BaseException,
                              due_at=now + timedelta(seconds=policy.delay_before_retry(attempt)))
         return "retry"
     if not isinstance(error, NOT_RETRIED):
-        stored = DurableMaxedError(stored["message"]).to_dict()
+        stored = DurableMaxedError(str(stored["message"])).to_dict()
 
     def settle(_batch: OutboxBatch) -> bool:
         return HistoryEvent.objects.settle(message["event"], error=stored, now=now,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
@@ -19,7 +20,9 @@ from .commands import CommandEffects, apply_commands
 from .outbox import OutboxBatch
 from .signals import lock_signal_ids
 
-__all__ = ["can_continue_locally", "run_replay_step", "settle_and_continue", "workflow_interceptors"]
+__all__ = [
+    "can_continue_locally", "run_replay_step", "settle_and_continue", "workflow_interceptors",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +124,7 @@ def _step_once(execution: WorkflowExecution, batch: OutboxBatch) -> bool:
     return settled_now and execution.is_active
 
 
-def _record_outcome(execution: WorkflowExecution, outcome: StepOutcome, now: object,
+def _record_outcome(execution: WorkflowExecution, outcome: StepOutcome, now: datetime,
                     effects: CommandEffects) -> None:
     if outcome.status == StepStatus.COMPLETED:
         _finish(execution, ExecutionStatus.COMPLETED, result=outcome.result, now=now)
@@ -146,7 +149,7 @@ def _record_outcome(execution: WorkflowExecution, outcome: StepOutcome, now: obj
         execution.save()
 
 
-def _finish(execution: WorkflowExecution, status: str, *, now: object,
+def _finish(execution: WorkflowExecution, status: str, *, now: datetime,
             result: object = None, error: dict[str, object] | None = None) -> None:
     execution.status = status
     execution.result = result
@@ -157,7 +160,5 @@ def _finish(execution: WorkflowExecution, status: str, *, now: object,
     Timer.objects.filter(execution=execution).delete()
 
 
-def _seconds(value: float) -> object:
-    from datetime import timedelta
-
+def _seconds(value: float) -> timedelta:
     return timedelta(seconds=value)

@@ -9,8 +9,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..conf import durable_setting
-from ..managers import supports_row_locks
 from ..errors import DurableMaxedError
+from ..managers import supports_row_locks
 from ..models import (
     HistoryEvent,
     OutboxMessage,

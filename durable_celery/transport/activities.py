@@ -74,7 +74,7 @@ def _run_async_with_timeout(definition: ActivityDefinition, args: list[Any],
 
     try:
         return asyncio.run(bounded())
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise _timeout_error(definition, timeout) from None
 
 
