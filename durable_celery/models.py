@@ -91,6 +91,9 @@ class WorkflowExecution(models.Model):
             models.Index(fields=["step_requested", "updated_at"], name="durable_exec_stepreq_idx",
                          condition=Q(step_requested=True)),
         ]
+        permissions = [
+            ("operate_workflow", "Can signal, interrupt and retry workflows"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.workflow_name} {self.workflow_id} ({self.status})"
