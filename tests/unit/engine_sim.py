@@ -1,0 +1,94 @@
+"""A tiny stand-in for the store: runs ``ReplayStep`` step after step on hand-made history.
+
+It does what ``durable_celery.store.steps`` does with the engine, without a database: new commands
+become history records, outcomes are settled by the test, and every outcome is stamped with the
+number of the first step that saw it (``observed_step``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from durable_celery.engine import HistoryRecord, ReplayStep, StepOutcome, WorkflowInfo
+
+__all__ = ["Sim", "info", "record", "run_step"]
+
+
+def info(**overrides: Any) -> WorkflowInfo:
+    """A ``WorkflowInfo`` with test defaults."""
+    fields: dict[str, Any] = {"workflow_id": "wf-1", "workflow_name": "flow",
+                              "task_queue": "q", "namespace": "ns"}
+    fields.update(overrides)
+    return WorkflowInfo(**fields)
+
+
+def record(seq: int, kind: str, name: str = "", status: str = "completed", result: Any = None,
+           error: dict[str, Any] | None = None, observed_step: int | None = 1) -> HistoryRecord:
+    """One hand-made history record of the main thread."""
+    return HistoryRecord(seq, "", kind, name, status, result, error, observed_step)
+
+
+def run_step(function: Callable[..., Awaitable[Any]], history: Sequence[HistoryRecord] = (),
+             args: Sequence[Any] = (), **info_fields: Any) -> StepOutcome:
+    """Run one replay step of ``function`` against ``history``."""
+    return ReplayStep(function, args, info(**info_fields), history).run()
+
+
+class Sim:
+    """Drives one workflow through successive replay steps, like the store would.
+
+    Args:
+        function: The workflow function.
+        args: Its arguments.
+    """
+
+    def __init__(self, function: Callable[..., Awaitable[Any]], args: Sequence[Any] = ()) -> None:
+        self.function = function
+        self.args = list(args)
+        self.records: dict[int, HistoryRecord] = {}
+        self.steps = 0
+        self.outcomes: list[StepOutcome] = []
+
+    def step(self) -> StepOutcome:
+        """Run the next step, stamp the outcomes it saw, and record its new commands."""
+        self.steps += 1
+        outcome = ReplayStep(self.function, self.args, info(),
+                             sorted(self.records.values(), key=lambda r: r.seq)).run()
+        for seq, rec in list(self.records.items()):
+            if rec.resolved and rec.observed_step is None:
+                self.records[seq] = _replace(rec, observed_step=self.steps)
+        for command in outcome.commands:
+            assert command.seq not in self.records, f"position {command.seq} taken twice"
+            observed = self.steps if command.status != "scheduled" else None
+            self.records[command.seq] = HistoryRecord(
+                command.seq, command.dimension, command.kind, command.name, command.status,
+                command.result, None, observed)
+        self.outcomes.append(outcome)
+        return outcome
+
+    def seq_of(self, kind: str, name: str) -> int:
+        """The position history gave to the (only) call of ``kind`` ``name``."""
+        found = [r.seq for r in self.records.values() if r.kind == kind and r.name == name]
+        assert len(found) == 1, (kind, name, found)
+        return found[0]
+
+    def complete(self, name: str, result: Any = None, kind: str = "activity") -> None:
+        """Settle the scheduled call ``name`` with ``result`` (not yet seen by any step)."""
+        seq = self.seq_of(kind, name)
+        assert self.records[seq].status == "scheduled"
+        self.records[seq] = _replace(self.records[seq], status="completed", result=result)
+
+    def fail(self, name: str, error: dict[str, Any], kind: str = "activity") -> None:
+        """Settle the scheduled call ``name`` with a stored error."""
+        seq = self.seq_of(kind, name)
+        self.records[seq] = _replace(self.records[seq], status="failed", error=error)
+
+    def positions(self) -> dict[str, int]:
+        """``{name: seq}`` for every recorded call."""
+        return {r.name: r.seq for r in self.records.values()}
+
+
+def _replace(rec: HistoryRecord, **changes: Any) -> HistoryRecord:
+    return dataclasses.replace(rec, **changes)
