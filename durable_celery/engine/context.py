@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import (
     DurableChildError,
+    DurableError,
     DurableInterruption,
     DurableProxyError,
     DurableSleepError,
@@ -109,10 +110,14 @@ class ReplayContext:
         info: Identity of the workflow.
         history: Records of this thread, by position.
         commands: Calls made for the first time in this step, in position order.
+        port: What storage offers during the step: ``port.perform(kind, operation, args)``
+            computes the outcome of a call whose effect lives in the database (search fields,
+            the entity document) inside the step's own transaction. ``None`` outside storage.
     """
 
     info: WorkflowInfo
     history: dict[int, HistoryRecord]
+    port: Any = None
     counter: int = 0
     commands: list[Command] = field(default_factory=list)
     fatal: BaseException | None = None
@@ -185,6 +190,10 @@ class ReplayContext:
             compute: Given the position, returns the outcome; called on first run only.
             input: Details the store needs to act on a new call.
 
+        Raises:
+            DurableError: ``compute`` refused (first run, recorded as failed) or the stored
+                outcome is a failure (replay).
+
         Returns:
             ``(outcome, first_run)``: the outcome (stored one on replay) and whether this run is
             the first to reach the position.
@@ -195,7 +204,15 @@ class ReplayContext:
             if record.status == "failed" and record.error:
                 raise error_from_dict(record.error)
             return record.result, False
-        value = compute(seq)
+        try:
+            value = compute(seq)
+        except DurableError as error:
+            # A refusal (e.g. a child id that is already running) is an outcome too: recorded
+            # at this position, raised again on every replay.
+            self.commands.append(Command(seq, self.info.workflow_dimension, kind, name,
+                                         dict(input or {}), status="failed",
+                                         error=error.to_dict()))
+            raise
         self.commands.append(Command(seq, self.info.workflow_dimension, kind, name,
                                      dict(input or {}), status="completed", result=value))
         return value, True

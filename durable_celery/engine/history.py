@@ -63,6 +63,7 @@ class Command:
         input: JSON details the store needs to act (arguments, options, durations …).
         status: ``scheduled`` for blocking kinds; ``completed`` when the outcome is already known.
         result: The known outcome of a non-blocking call.
+        error: The error dict when a non-blocking call failed (``status == "failed"``).
     """
 
     seq: int
@@ -72,6 +73,7 @@ class Command:
     input: dict[str, Any] = field(default_factory=dict)
     status: str = "scheduled"
     result: Any = None
+    error: dict[str, Any] | None = None
 
 
 class StepStatus:

@@ -90,14 +90,15 @@ class ReplayStep:
         info: Who the workflow is.
         history: Stored records of this thread.
         interceptors: Workflow interceptors, outermost first.
+        port: Storage's operations for calls computed in the step (see ``ReplayContext.port``).
     """
 
     def __init__(self, function: Callable[..., Awaitable[Any]], args: Sequence[Any],
                  info: WorkflowInfo, history: Sequence[HistoryRecord],
-                 interceptors: Sequence[WorkflowInterceptor] = ()) -> None:
+                 interceptors: Sequence[WorkflowInterceptor] = (), port: Any = None) -> None:
         self.function = function
         self.args = list(args)
-        self.context = ReplayContext(info, {r.seq: r for r in history})
+        self.context = ReplayContext(info, {r.seq: r for r in history}, port=port)
         self.interceptors = list(interceptors)
 
     def run(self) -> StepOutcome:

@@ -76,7 +76,7 @@ def apply_commands(execution: WorkflowExecution, commands: list[Command], step: 
         row = HistoryEvent(
             execution=execution, dimension=command.dimension, seq=command.seq,
             kind=command.kind, name=command.name, status=command.status, input=command.input,
-            result=command.result if resolved else None,
+            result=command.result if resolved else None, error=command.error,
             observed_step=step if resolved else None,
             completed_at=now if resolved else None)
         if command.kind == "activity":

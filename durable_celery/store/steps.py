@@ -18,6 +18,7 @@ from ..registry import find_workflow, registered_workflows
 from ..retry import RetryPolicy
 from .commands import CommandEffects, apply_commands
 from .outbox import OutboxBatch
+from .port import StepPort
 from .signals import lock_signal_ids
 
 __all__ = [
@@ -107,8 +108,10 @@ def _step_once(execution: WorkflowExecution, batch: OutboxBatch) -> bool:
         origin_workflow_id=execution.origin_workflow_id, expire=execution.expire, step=step)
     records = [HistoryRecord(r.seq, r.dimension, r.kind, r.name, r.status, r.result, r.error,
                              r.observed_step) for r in rows]
+    effects = CommandEffects(now, batch)
     outcome = ReplayStep(definition.function, execution.args, info, records,
-                         workflow_interceptors()).run()  # type: ignore[arg-type]
+                         workflow_interceptors(),  # type: ignore[arg-type]
+                         port=StepPort(execution, effects)).run()
     if unobserved:
         HistoryEvent.objects.filter(pk__in=unobserved).update(observed_step=step)
     execution.step_count = step
@@ -118,7 +121,6 @@ def _step_once(execution: WorkflowExecution, batch: OutboxBatch) -> bool:
     signal_ids = [c.name for c in outcome.commands if c.kind in ("wait", "signal")]
     if signal_ids:
         lock_signal_ids(execution.namespace, signal_ids)
-    effects = CommandEffects(now, batch)
     settled_now = apply_commands(execution, outcome.commands, step, effects)
     _record_outcome(execution, outcome, now, effects)
     return settled_now and execution.is_active
