@@ -172,7 +172,7 @@ _BY_NAME: dict[str, type[_Coded]] = {
                 DurableInterruptedError, NonDeterminismError, UnknownActivityError,
                 UnknownWorkflowError, WorkflowSandboxError, DuplicateWorkflowError,
                 InvalidArgumentError, NotJSONSerializableError,
-                WorkflowNotFoundError)
+                WorkflowNotFoundError, WorkflowNotRunningError, DurableError)
 }
 _BY_CODE: dict[int, type[_Coded]] = {
     596: DurableTimeoutError, 597: DurableMaxedError, 598: DurableFatalError,
