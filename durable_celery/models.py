@@ -23,6 +23,7 @@ __all__ = [
     "Timer",
     "TimerKind",
     "WorkflowExecution",
+    "WorkflowThread",
 ]
 
 
@@ -166,6 +167,38 @@ class HistoryEvent(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.kind} {self.name} ({self.status})"
+
+
+class WorkflowThread(models.Model):
+    """A hook thread: a workflow function running inside an execution in its own dimension.
+
+    It has its own positions (history rows with ``dimension``) and shares the execution's search
+    fields and entity document. Its return value is discarded; it reports through signals and
+    shared state.
+    """
+
+    execution = models.ForeignKey(WorkflowExecution, on_delete=models.CASCADE,
+                                  related_name="threads")
+    dimension = models.CharField(max_length=100)
+    workflow_name = models.CharField(max_length=255)
+    task_queue = models.CharField(max_length=255)
+    args = models.JSONField(default=list, blank=True)
+    status = models.CharField(max_length=16, choices=ExecutionStatus.choices,
+                              default=ExecutionStatus.RUNNING)
+    error = models.JSONField(null=True, blank=True)
+    step_requested = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["execution", "dimension"],
+                                    name="durable_thread_dimension_uniq"),
+        ]
+        indexes = [models.Index(fields=["execution", "status"], name="durable_thread_open_idx")]
+
+    def __str__(self) -> str:
+        return f"hook {self.workflow_name} [{self.dimension}] ({self.status})"
 
 
 class TimerKind(models.TextChoices):
