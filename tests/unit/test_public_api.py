@@ -1,0 +1,133 @@
+"""The public names are a contract: they change only on purpose, and every module stays small."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+import durable_celery
+import durable_celery.errors
+import durable_celery.workflow
+
+PACKAGE_DIR = Path(durable_celery.__file__).resolve().parent
+MAX_LINES = 500
+
+ERROR_NAMES = [
+    "DuplicateWorkflowError",
+    "DurableChildError",
+    "DurableError",
+    "DurableFatalError",
+    "DurableInterruptedError",
+    "DurableInterruption",
+    "DurableMaxedError",
+    "DurableProxyError",
+    "DurableRetryError",
+    "DurableSleepError",
+    "DurableTimeoutError",
+    "DurableWaitForAllError",
+    "DurableWaitForError",
+    "InvalidArgumentError",
+    "NonDeterminismError",
+    "NotJSONSerializableError",
+    "UnknownActivityError",
+    "UnknownWorkflowError",
+    "WorkflowNotFoundError",
+    "WorkflowNotRunningError",
+    "WorkflowSandboxError",
+    "did_interrupt",
+]
+
+PACKAGE_ALL = sorted([
+    *ERROR_NAMES,
+    "DurableClient",
+    "RetryPolicy",
+    "WorkflowHandle",
+    "activity",
+    "durable_workflow",
+    "errors",
+    "workflow",
+])
+
+WORKFLOW_ALL = sorted([
+    "ActivityProxy",
+    "all",
+    "did_interrupt",
+    "get_context",
+    "is_side_effect_allowed",
+    "proxy_activities",
+    "random",
+    "signal",
+    "sleep_for",
+    "wait_for",
+])
+
+ERRORS_ALL = sorted([*ERROR_NAMES, "error_from_dict"])
+
+#: Names API.md promises (package level and ``workflow.``); checked separately from the pins.
+CONTRACT_PACKAGE = {
+    "activity", "durable_workflow", "workflow", "RetryPolicy", "DurableClient", "WorkflowHandle",
+    "register_interceptor", "register_activity_interceptor", "clear_interceptors",
+    "DurableSleepError", "DurableWaitForAllError", "DurableChildError", "DurableProxyError",
+    "DurableWaitForError", "DurableTimeoutError", "DurableMaxedError", "DurableFatalError",
+    "DurableRetryError", "DurableInterruptedError", "DuplicateWorkflowError",
+    "WorkflowNotFoundError", "NonDeterminismError",
+}
+CONTRACT_WORKFLOW = {
+    "proxy_activities", "sleep_for", "wait_for", "signal", "exec_child", "execute_child",
+    "start_child", "hook", "exec_hook", "exec_hook_batch", "search", "entity", "enrich", "emit",
+    "trace", "interrupt", "is_side_effect_allowed", "random", "get_context", "did_interrupt",
+    "all",
+}
+
+
+@pytest.mark.parametrize(("module", "expected"), [
+    (durable_celery, PACKAGE_ALL),
+    (durable_celery.workflow, WORKFLOW_ALL),
+    (durable_celery.errors, ERRORS_ALL),
+], ids=["durable_celery", "workflow", "errors"])
+def test_public_names_are_pinned(module: ModuleType, expected: list[str]) -> None:
+    assert sorted(module.__all__) == expected
+    assert len(set(module.__all__)) == len(module.__all__), "duplicates in __all__"
+    for name in module.__all__:
+        assert getattr(module, name, None) is not None, f"{module.__name__}.{name} is missing"
+
+
+@pytest.mark.parametrize(("module", "names"), [
+    (durable_celery, CONTRACT_PACKAGE),
+    (durable_celery.workflow, CONTRACT_WORKFLOW),
+], ids=["durable_celery", "workflow"])
+def test_contract_names_of_api_md_are_exported(module: ModuleType, names: set[str]) -> None:
+    missing = sorted(names - set(module.__all__))
+    if missing:
+        pytest.xfail(f"API.md names not implemented yet in {module.__name__}: {missing}")
+
+
+def _modules() -> list[Path]:
+    return sorted(PACKAGE_DIR.rglob("*.py"))
+
+
+def _dotted(path: Path) -> str:
+    parts = path.relative_to(PACKAGE_DIR.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(PACKAGE_DIR)))
+def test_every_module_is_small_and_declares_all(path: Path) -> None:
+    source = path.read_text(encoding="utf-8")
+    lines = source.count("\n") + 1
+    assert lines < MAX_LINES, f"{path.name} has {lines} lines; split it"
+    if "migrations" in path.parts or not source.strip():
+        return  # generated migrations and empty package markers export nothing
+    tree = ast.parse(source)
+    declared = [node for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))
+                and any(isinstance(t, ast.Name) and t.id == "__all__"
+                        for t in (node.targets if isinstance(node, ast.Assign)
+                                  else [node.target]))]
+    assert declared, f"{_dotted(path)} defines no __all__"
+    module = importlib.import_module(_dotted(path))
+    for name in module.__all__:
+        assert hasattr(module, name), f"{_dotted(path)}.__all__ names missing {name!r}"
