@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from durable_celery import RetryPolicy, workflow
-from durable_celery.engine import StepStatus, deterministic_random
+from durable_celery.engine import ReplayStep, StepStatus, describe_error, deterministic_random
 from durable_celery.errors import (
     DurableFatalError,
     DurableMaxedError,
@@ -17,7 +17,7 @@ from durable_celery.errors import (
     WorkflowSandboxError,
 )
 
-from .engine_sim import Sim, record, run_step
+from .engine_sim import Sim, info, record, run_step
 
 MAXED = {"type": "DurableMaxedError", "message": "card declined", "code": 597}
 
@@ -478,3 +478,64 @@ def test_malformed_sleep_duration_fails_the_workflow(bad: Any) -> None:
     assert outcome.status == StepStatus.FAILED
     assert isinstance(outcome.error, ValueError)
     assert repr(bad) in str(outcome.error)
+
+
+# -- interceptors and error descriptions -----------------------------------------------------
+
+
+def test_interceptors_wrap_every_run_outermost_first() -> None:
+    calls: list[str] = []
+
+    class Named:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        async def execute(self, ctx: dict[str, Any], next: Any) -> Any:  # noqa: A002
+            calls.append(f"{self.name}:{ctx['workflow_id']}:{ctx['replaying']}")
+            result = await next()
+            calls.append(f"{self.name}:done")
+            return result
+
+    async def flow() -> Any:
+        return await acts().one()
+
+    step = ReplayStep(flow, [], info(), [record(1, "activity", "one", result=1)],
+                      [Named("outer"), Named("inner")])
+    assert step.run().result == 1
+    assert calls == ["outer:wf-1:True", "inner:wf-1:True", "inner:done", "outer:done"]
+
+
+def test_describe_error_keeps_durable_classes_and_codes() -> None:
+    assert describe_error(DurableMaxedError("m")) == {
+        "type": "DurableMaxedError", "message": "m", "code": 597}
+    assert describe_error(KeyError("k")) == {"type": "KeyError", "message": "'k'", "code": None}
+
+
+def test_signal_and_wait_check_their_arguments() -> None:
+    async def bad_payload() -> Any:
+        return await workflow.signal("s", object())
+
+    async def bad_id() -> Any:
+        return await workflow.wait_for("")
+
+    assert isinstance(run_step(bad_payload).error, TypeError)
+    assert isinstance(run_step(bad_id).error, TypeError)
+
+
+def test_signal_is_recorded_once_and_not_resent_on_replay() -> None:
+    async def flow() -> Any:
+        sent = await workflow.signal("go", {"n": 1})
+        got = await workflow.wait_for("back", timeout="1h")
+        return [sent, got]
+
+    first = run_step(flow)
+    assert first.status == StepStatus.SUSPENDED
+    assert [(c.seq, c.kind, c.name, c.status) for c in first.commands] == [
+        (1, "signal", "go", "completed"), (2, "wait", "back", "scheduled")]
+    assert first.commands[0].input == {"data": {"n": 1}}
+    assert first.commands[1].input == {"timeout": 3600.0}
+    history = [record(1, "signal", "go", result="go"),
+               record(2, "wait", "back", result={"ok": True}, observed_step=2)]
+    again = run_step(flow, history)
+    assert (again.status, again.result, again.commands) == (
+        StepStatus.COMPLETED, ["go", {"ok": True}], [])
