@@ -47,8 +47,11 @@ PACKAGE_ALL = sorted([
     "RetryPolicy",
     "WorkflowHandle",
     "activity",
+    "clear_interceptors",
     "durable_workflow",
     "errors",
+    "register_activity_interceptor",
+    "register_interceptor",
     "workflow",
 ])
 
@@ -56,18 +59,31 @@ WORKFLOW_ALL = sorted([
     "ActivityProxy",
     "all",
     "did_interrupt",
+    "emit",
+    "enrich",
+    "entity",
+    "exec_child",
+    "exec_hook",
+    "exec_hook_batch",
+    "execute_child",
     "get_context",
+    "hook",
+    "interrupt",
     "is_side_effect_allowed",
     "proxy_activities",
     "random",
+    "search",
     "signal",
     "sleep_for",
+    "start_child",
+    "trace",
     "wait_for",
 ])
 
 ERRORS_ALL = sorted([*ERROR_NAMES, "error_from_dict"])
 
-#: Names API.md promises (package level and ``workflow.``); checked separately from the pins.
+#: Names API.md promises (package level and ``workflow.``). Until one is implemented its pin
+#: test is an expected failure naming it; any name outside the pins fails at once.
 CONTRACT_PACKAGE = {
     "activity", "durable_workflow", "workflow", "RetryPolicy", "DurableClient", "WorkflowHandle",
     "register_interceptor", "register_activity_interceptor", "clear_interceptors",
@@ -90,20 +106,20 @@ CONTRACT_WORKFLOW = {
     (durable_celery.errors, ERRORS_ALL),
 ], ids=["durable_celery", "workflow", "errors"])
 def test_public_names_are_pinned(module: ModuleType, expected: list[str]) -> None:
-    assert sorted(module.__all__) == expected
     assert len(set(module.__all__)) == len(module.__all__), "duplicates in __all__"
     for name in module.__all__:
         assert getattr(module, name, None) is not None, f"{module.__name__}.{name} is missing"
-
-
-@pytest.mark.parametrize(("module", "names"), [
-    (durable_celery, CONTRACT_PACKAGE),
-    (durable_celery.workflow, CONTRACT_WORKFLOW),
-], ids=["durable_celery", "workflow"])
-def test_contract_names_of_api_md_are_exported(module: ModuleType, names: set[str]) -> None:
-    missing = sorted(names - set(module.__all__))
-    if missing:
+    unexpected = sorted(set(module.__all__) - set(expected))
+    assert not unexpected, f"{module.__name__}.__all__ has names the pin does not list"
+    missing = sorted(set(expected) - set(module.__all__))
+    if missing and set(missing) <= CONTRACT_PACKAGE | CONTRACT_WORKFLOW:
         pytest.xfail(f"API.md names not implemented yet in {module.__name__}: {missing}")
+    assert sorted(module.__all__) == expected
+
+
+def test_pins_cover_the_contract_of_api_md() -> None:
+    assert CONTRACT_PACKAGE <= set(PACKAGE_ALL)
+    assert CONTRACT_WORKFLOW <= set(WORKFLOW_ALL)
 
 
 def _modules() -> list[Path]:
