@@ -232,3 +232,90 @@ async def bad_duration() -> float:
 @durable_workflow
 async def non_json_activity_args() -> object:
     return await workflow.proxy_activities().greet({1, 2})
+
+
+# --- used by the foundation tests (test_activities, test_durability, test_bad_input …) ---------
+
+
+@activity
+def where_am_i(key: str) -> dict[str, object]:
+    """Bumps ``key``; returns how it ran: its activity context and the Celery queue it came on."""
+    from celery import current_task
+
+    bump(key)
+    ctx = activity.get_context()
+    delivery = dict(getattr(current_task.request, "delivery_info", None) or {})
+    return {"task_queue": ctx.task_queue, "workflow_id": ctx.workflow_id,
+            "attempt": ctx.attempt, "activity_name": ctx.activity_name, "args": ctx.args,
+            "routing_key": delivery.get("routing_key")}
+
+
+@activity
+def counted_fatal(key: str, message: str) -> None:
+    bump(key)
+    raise DurableFatalError(message)
+
+
+@durable_workflow(task_queue="orders")
+async def order_payment(key: str) -> dict[str, object]:
+    """Runs on task queue "orders"; pays through a proxy routed to task queue "payments"."""
+    own = await workflow.proxy_activities().where_am_i(f"{key}-own")
+    paid = await workflow.proxy_activities(task_queue="payments").where_am_i(f"{key}-pay")
+    return {"workflow_queue": workflow.get_context()["task_queue"], "own": own, "paid": paid}
+
+
+@durable_workflow
+async def fatal_counted_flow(key: str, message: str) -> None:
+    acts = workflow.proxy_activities(retry_policy=RetryPolicy(
+        maximum_attempts=3, initial_interval="100ms"))
+    await acts.counted_fatal(key, message)
+
+
+@durable_workflow
+async def interrupt_probe(key: str) -> dict[str, object]:
+    """did_interrupt on a failure, a plain error and a suspension (counted under ``key``)."""
+    acts = workflow.proxy_activities(retry_policy=RetryPolicy(maximum_attempts=0))
+    try:
+        await acts.fatal("probe failure")
+        fatal_seen: object = None
+    except DurableFatalError as error:
+        fatal_seen = [type(error).__name__, workflow.did_interrupt(error)]
+    try:
+        await acts.noop()
+    except BaseException as error:  # noqa: BLE001 - a suspension: must be recognised, re-raised
+        if workflow.did_interrupt(error):
+            bump(key)
+        raise
+    return {"fatal": fatal_seen, "plain": workflow.did_interrupt(ValueError("plain"))}
+
+
+@durable_workflow
+async def crash_survivor_fast(key: str, seconds: float) -> list[object]:
+    """crash_survivor with a short start_to_close_timeout, so a lost attempt is re-driven soon."""
+    acts = workflow.proxy_activities(start_to_close_timeout="3s",
+                                     retry_policy=RetryPolicy(initial_interval="100ms"))
+    first = await acts.counted(f"{key}-first", 1)
+    middle = await acts.slow(key, seconds)
+    last = await acts.counted(f"{key}-last", 3)
+    return [first, middle, last]
+
+
+# --- admin and operations (tests/admin) ----------------------------------------------------------
+
+
+@activity
+def admin_fixable(key: str) -> str:
+    """Counts its runs under ``{key}-runs``; fails until counter ``{key}-fixed`` is bumped."""
+    bump(f"{key}-runs")
+    if count(f"{key}-fixed") == 0:
+        raise RuntimeError(f"{key} is broken")
+    return "fixed"
+
+
+@durable_workflow
+async def admin_fix_and_retry(key: str) -> list[object]:
+    """A first activity that must not run again, then one that fails until it is fixed."""
+    acts = workflow.proxy_activities(retry_policy=RetryPolicy(maximum_attempts=0))
+    first = await acts.counted(f"{key}-first", "one")
+    second = await acts.admin_fixable(key)
+    return [first, second]

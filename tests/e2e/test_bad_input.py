@@ -1,0 +1,143 @@
+"""Bad input ends with a clear error, never a stuck or silently corrupted workflow."""
+
+from __future__ import annotations
+
+import pytest
+
+from durable_celery import (
+    DuplicateWorkflowError,
+    NonDeterminismError,
+    NotJSONSerializableError,
+    UnknownActivityError,
+    UnknownWorkflowError,
+    WorkflowNotFoundError,
+    WorkflowNotRunningError,
+)
+from tests.e2e import workflows as wf
+from tests.e2e.helpers import history_rows, wait_until
+
+
+def _stored(workflow_id: str) -> bool:
+    from durable_celery.models import WorkflowExecution
+
+    return WorkflowExecution.objects.filter(workflow_id=workflow_id).exists()
+
+
+def test_unknown_workflow_name_refused_at_start(client, uid):
+    with pytest.raises(UnknownWorkflowError) as info:
+        client.start(f"nope_{uid}", workflow_id=f"nope-{uid}")
+    assert f"nope_{uid}" in info.value.message
+    assert not _stored(f"nope-{uid}")
+
+
+def test_unknown_workflow_name_with_task_queue_fails_on_worker(client, uid):
+    handle = client.start(f"nope_{uid}", 1, workflow_id=f"nope-{uid}", task_queue="durable")
+    with pytest.raises(UnknownWorkflowError) as info:
+        handle.result(timeout=30)
+    assert f"nope_{uid}" in info.value.message
+    assert handle.status() == "failed"
+
+
+def test_unknown_activity_fails_workflow_clearly(client, uid):
+    handle = client.start(wf.unknown_activity, workflow_id=f"noact-{uid}")
+    with pytest.raises(UnknownActivityError) as info:
+        handle.result(timeout=30)
+    assert "no_such_activity" in info.value.message
+    assert handle.status() == "failed"
+    (row,) = handle.history()
+    assert (row["kind"], row["name"], row["status"], row["attempts"]) == (
+        "activity", "no_such_activity", "failed", 1)
+    assert "no_such_activity" in row["error"]["message"]
+
+
+def test_non_json_start_args_refused_and_nothing_stored(client, uid):
+    with pytest.raises(TypeError) as info:
+        client.start(wf.hello, {1, 2}, workflow_id=f"nonjson-{uid}")
+    assert isinstance(info.value, NotJSONSerializableError)
+    assert "hello" in str(info.value)
+    assert not _stored(f"nonjson-{uid}")
+    with pytest.raises(TypeError):
+        client.start(wf.hello, object(), workflow_id=f"nonjson-{uid}")
+    with pytest.raises(TypeError):
+        client.start(wf.hello, float("nan"), workflow_id=f"nonjson-{uid}")
+    assert not _stored(f"nonjson-{uid}")
+
+
+def test_non_json_activity_args_fail_workflow(client, uid):
+    handle = client.start(wf.non_json_activity_args, workflow_id=f"actjson-{uid}")
+    with pytest.raises(NotJSONSerializableError) as info:
+        handle.result(timeout=30)
+    assert "greet" in info.value.message
+    assert "JSON" in info.value.message
+    assert handle.history() == []
+
+
+def test_non_json_signal_refused(client, uid):
+    with pytest.raises(TypeError):
+        client.signal(f"sig-{uid}", {1, 2})
+
+
+def test_changed_history_raises_non_determinism_naming_position(client, uid):
+    from durable_celery.models import HistoryEvent
+
+    handle = client.start(wf.approval, uid, workflow_id=f"nondet-{uid}")
+    wait_until(lambda: history_rows(handle) == [
+        (1, "activity", "greet", "completed"), (2, "wait", f"approval-{uid}", "scheduled")],
+        what="the approval wait")
+    # the code "changed": history now says position 1 called another activity
+    assert HistoryEvent.objects.filter(execution__workflow_id=handle.workflow_id, seq=1) \
+        .update(name="greet_v1") == 1
+    assert client.signal(f"approval-{uid}", {"approved": True}) == 1
+    with pytest.raises(NonDeterminismError) as info:
+        handle.result(timeout=30)
+    message = info.value.message
+    assert "position 1" in message
+    assert "greet_v1" in message and "'greet'" in message
+    assert handle.status() == "failed"
+
+
+def test_changed_call_kind_raises_non_determinism(client, uid):
+    from durable_celery.models import HistoryEvent, WorkflowExecution
+
+    handle = client.start(wf.approval, uid, workflow_id=f"nondet2-{uid}")
+    wait_until(lambda: len(handle.history()) == 2, what="the approval wait")
+    # the code "changed": position 2 used to be a sleep, now it is a wait
+    HistoryEvent.objects.filter(execution__workflow_id=handle.workflow_id, seq=2).update(
+        kind="sleep", name="", status="completed", result=1.0, observed_step=None)
+    WorkflowExecution.objects.filter(workflow_id=handle.workflow_id).update(step_requested=True)
+    from durable_celery.store.steps import run_replay_step
+
+    run_replay_step(WorkflowExecution.objects.get(workflow_id=handle.workflow_id).pk)
+    with pytest.raises(NonDeterminismError) as info:
+        handle.result(timeout=30)
+    assert "position 2" in info.value.message
+    assert "sleep" in info.value.message and "wait" in info.value.message
+
+
+def test_signal_to_finished_workflow(client, uid):
+    handle = client.start(wf.hello, "done", workflow_id=f"done-{uid}")
+    assert handle.result(timeout=30) == "Hello, done!"
+    with pytest.raises(WorkflowNotRunningError):
+        handle.signal(f"late-{uid}", 1)
+
+
+def test_handle_of_unknown_workflow(client, uid):
+    handle = client.get_handle(f"ghost-{uid}")
+    for use in (handle.status, handle.result, handle.describe, handle.history,
+                lambda: handle.signal("x", 1)):
+        with pytest.raises(WorkflowNotFoundError) as info:
+            use()
+        assert f"ghost-{uid}" in info.value.message
+
+
+def test_duplicate_workflow_id_while_running(client, uid):
+    workflow_id = f"dupid-{uid}"
+    handle = client.start(wf.wait_with_timeout, f"dupid-{uid}", "30s", workflow_id=workflow_id)
+    with pytest.raises(DuplicateWorkflowError) as info:
+        client.start(wf.hello, "again", workflow_id=workflow_id)
+    assert workflow_id in info.value.message
+    client.signal(f"dupid-{uid}", "finish")
+    assert handle.result(timeout=30) == "finish"
+    # a finished id may be started again
+    again = client.start(wf.hello, "again", workflow_id=workflow_id)
+    assert again.result(timeout=30) == "Hello, again!"

@@ -1,0 +1,196 @@
+"""Durability: killed workers, duplicate deliveries, concurrent steps, lost messages."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from tests.e2e import workflows as wf
+from tests.e2e.helpers import capture_publishes, history_rows, wait_until
+from tests.support.counters import count
+
+RUN_ACTIVITY = "durable_celery.run_activity"
+REPLAY_STEP = "durable_celery.replay_step"
+
+
+def _execution(workflow_id: str):
+    from durable_celery.models import WorkflowExecution
+
+    return WorkflowExecution.objects.get(namespace="durable", workflow_id=workflow_id)
+
+
+def _outbox_rows_of(execution_pk: int) -> int:
+    from durable_celery.models import OutboxMessage
+
+    return sum(1 for m in OutboxMessage.objects.all()
+               if m.args == [execution_pk] or (m.args and isinstance(m.args[0], dict)
+                                               and m.args[0].get("execution") == execution_pk))
+
+
+@pytest.mark.transport
+def test_worker_killed_during_activity(client, uid, start_worker):
+    queue = f"crash-{uid}"
+    worker = start_worker([queue, f"{queue}-activity"])
+    handle = client.start(wf.crash_survivor_fast, uid, 1.5, workflow_id=f"crash-{uid}",
+                          task_queue=queue)
+    wait_until(lambda: count(f"{uid}-started") == 1, timeout=30, what="the slow activity")
+    worker.kill()
+    assert count(f"{uid}-finished") == 0, "the kill came too late to interrupt the activity"
+    start_worker([queue, f"{queue}-activity"])
+    assert handle.result(timeout=45) == [1, "slept 1.5", 3]
+    assert count(f"{uid}-first") == 1
+    assert count(f"{uid}-started") >= 2
+    assert count(f"{uid}-finished") >= 1
+    assert count(f"{uid}-last") == 1
+    assert history_rows(handle) == [(1, "activity", "counted", "completed"),
+                                    (2, "activity", "slow", "completed"),
+                                    (3, "activity", "counted", "completed")]
+    attempts = [h["attempts"] for h in handle.history()]
+    assert attempts[0] == 1 and attempts[2] == 1
+
+
+def test_duplicate_activity_result_changes_nothing(client, uid):
+    from durable_celery.store.activities import record_activity_result
+    from durable_celery.store.steps import run_replay_step
+    from durable_celery.transport.activities import run_activity_attempt
+
+    queue = f"idle-{uid}"  # no worker consumes it: this test drives every step itself
+    handle = client.start(wf.sequence, 2, workflow_id=f"dup-{uid}", task_queue=queue)
+    pk = _execution(handle.workflow_id).pk
+    with capture_publishes(send=False) as sent:
+        run_replay_step(pk)
+        assert [(t, q) for t, q, _ in sent] == [(RUN_ACTIVITY, f"{queue}-activity")]
+        first = sent[0][2][0]
+        assert record_activity_result(first, None, "delivery-1") is True
+        assert [t for t, _, _ in sent] == [RUN_ACTIVITY, RUN_ACTIVITY]
+        history_after_first = handle.history()
+        assert record_activity_result(first, None, "delivery-2") is False
+        assert run_activity_attempt(first, "delivery-3") == "skipped"
+        run_replay_step(pk)
+        assert [t for t, _, _ in sent] == [RUN_ACTIVITY, RUN_ACTIVITY]
+        assert handle.history() == history_after_first
+        assert history_rows(handle) == [(1, "activity", "noop", "completed"),
+                                        (2, "activity", "noop", "scheduled")]
+        assert handle.history()[0]["celery_task_id"] == "delivery-1"
+        second = sent[1][2][0]
+        assert second["event"] != first["event"]
+        assert run_activity_attempt(second, "delivery-4") == "completed"
+        assert run_activity_attempt(second, "delivery-5") == "skipped"
+    assert handle.result(timeout=10) == 2
+    assert [t for t, _, _ in sent] == [RUN_ACTIVITY, RUN_ACTIVITY]
+    assert history_rows(handle) == [(1, "activity", "noop", "completed"),
+                                    (2, "activity", "noop", "completed")]
+    assert _outbox_rows_of(pk) == 0
+
+
+def test_duplicate_activity_message_via_transport(client, uid, start_worker):
+    from durable_celery.store.steps import run_replay_step
+    from durable_celery.transport.publish import publish
+
+    queue = f"dupt-{uid}"
+    handle = client.start(wf.crash_survivor_fast, uid, 0.1, workflow_id=f"dupt-{uid}",
+                          task_queue=queue)
+    pk = _execution(handle.workflow_id).pk
+    with capture_publishes(send=False) as sent:
+        run_replay_step(pk)
+    ((task, activity_queue, args),) = sent
+    publish(task, activity_queue, args)
+    publish(task, activity_queue, args)  # the same attempt delivered twice
+    start_worker([queue, f"{queue}-activity"], concurrency=1)  # the copies run one by one
+    assert handle.result(timeout=30) == [1, "slept 0.1", 3]
+    assert count(f"{uid}-first") == 1
+    assert count(f"{uid}-started") == 1
+    assert count(f"{uid}-last") == 1
+    assert [h["attempts"] for h in handle.history()] == [1, 1, 1]
+
+
+def test_concurrent_replay_steps_of_one_execution(client, uid):
+    from django.db import connection
+
+    from durable_celery.store.steps import run_replay_step
+
+    queue = f"idle-{uid}"
+    names = [f"c{i}" for i in range(5)]
+    handle = client.start(wf.parallel_fetch, names, workflow_id=f"conc-{uid}", task_queue=queue)
+    pk = _execution(handle.workflow_id).pk
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def step() -> None:
+        try:
+            barrier.wait()
+            run_replay_step(pk)
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    with capture_publishes(send=False) as sent:
+        threads = [threading.Thread(target=step) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    assert errors == []
+    assert sorted((t, q) for t, q, _ in sent) == [(RUN_ACTIVITY, f"{queue}-activity")] * 5
+    assert sorted(args[0]["event"] for _, _, args in sent) == sorted(
+        {args[0]["event"] for _, _, args in sent})
+    assert history_rows(handle) == [(i + 1, "activity", "greet", "scheduled") for i in range(5)]
+    assert _execution(handle.workflow_id).step_count == 1
+    assert _outbox_rows_of(pk) == 0
+
+
+def test_concurrent_activity_results_then_steps(client, uid):
+    """Results recorded concurrently, each followed by a step: every call resolves once."""
+    from django.db import connection
+
+    from durable_celery.store.activities import record_activity_result
+    from durable_celery.store.steps import run_replay_step
+
+    queue = f"idle-{uid}"
+    names = [f"r{i}" for i in range(6)]
+    handle = client.start(wf.parallel_fetch, names, workflow_id=f"conc2-{uid}", task_queue=queue)
+    pk = _execution(handle.workflow_id).pk
+    with capture_publishes(send=False) as sent:
+        run_replay_step(pk)
+        messages = [args[0] for _, _, args in sent]
+        assert len(messages) == 6
+        barrier = threading.Barrier(len(messages))
+        errors: list[BaseException] = []
+
+        def deliver(message: dict) -> None:
+            try:
+                barrier.wait()
+                record_activity_result(message, f"Hello, {message['args'][0]}!", None)
+                run_replay_step(pk)
+            except BaseException as error:  # noqa: BLE001 - reported below
+                errors.append(error)
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=deliver, args=(m,)) for m in messages]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert errors == []
+        run_replay_step(pk)
+    assert handle.result(timeout=5) == [f"Hello, {n}!" for n in names]
+    # a result that found the execution busy asks for a step instead of stepping itself
+    assert all(t == REPLAY_STEP for t, _, _ in sent[6:])
+    assert [t for t, _, _ in sent[:6]] == [RUN_ACTIVITY] * 6
+    assert history_rows(handle) == [(i + 1, "activity", "greet", "completed") for i in range(6)]
+
+
+def test_lost_outbox_message_is_resent_by_sweeper(client, uid):
+    from durable_celery.models import OutboxMessage
+
+    with capture_publishes(fail=True):
+        handle = client.start(wf.hello, "lost", workflow_id=f"lost-{uid}")
+    pk = _execution(handle.workflow_id).pk
+    (lost,) = [m for m in OutboxMessage.objects.filter(task_name=REPLAY_STEP) if m.args == [pk]]
+    assert handle.status() == "pending"
+    assert handle.result(timeout=30) == "Hello, lost!"
+    assert not OutboxMessage.objects.filter(pk=lost.pk).exists()
+    assert history_rows(handle) == [(1, "activity", "greet", "completed")]
