@@ -1,0 +1,198 @@
+"""The Django admin of durable_celery: read-only views of what is stored, plus operator actions.
+
+Executions are listed with a constant number of queries per page; the workflow page shows the
+arguments, outcome, a timeline of the history, search fields, entity document, lineage, timers
+and open waits. Signal, interrupt, retry and re-run need the ``operate_workflow`` permission
+(see :mod:`durable_celery.admin_actions`). Nothing here needs a running worker.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.http import Http404, HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
+from django.utils.html import format_html
+
+from . import admin_actions
+from .admin_detail import STATUS_COLOURS, detail_context, execution_url, format_duration
+from .models import HistoryEvent, OutboxMessage, PendingSignal, Timer, WorkflowExecution
+
+__all__ = ["HistoryEventAdmin", "OutboxMessageAdmin", "PendingSignalAdmin", "ReadOnlyAdmin",
+           "TimerAdmin", "WorkflowExecutionAdmin"]
+
+
+def _badge(status: str) -> str:
+    return format_html(
+        '<span style="color:#fff;background:{};padding:1px 7px;border-radius:8px;'
+        'font-size:11px;white-space:nowrap">{}</span>', STATUS_COLOURS.get(status, "#333"), status)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Viewing only: no add, change or delete."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Rows are written by the engine only."""
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Rows are written by the engine only."""
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Rows are written by the engine only."""
+        return False
+
+
+@admin.register(WorkflowExecution)
+class WorkflowExecutionAdmin(ReadOnlyAdmin):
+    """Executions: filterable list, rich workflow page, operator actions."""
+
+    list_display = ("workflow_id", "workflow_name", "task_queue", "namespace", "status_badge",
+                    "created_at", "completed_at", "duration", "parent_link")
+    list_display_links = ("workflow_id",)
+    list_filter = ("status", "workflow_name", "task_queue", "namespace", "created_at")
+    search_fields = ("workflow_id", "=search_attributes__value")
+    search_help_text = ("Workflow id (part of it), a search-field value (exact), "
+                        "or key=value for one search field.")
+    list_per_page = 100
+    ordering = ("-created_at", "-id")
+    actions = None
+    show_full_result_count = False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[WorkflowExecution]:
+        """Executions with their parent's primary key annotated (no query per row)."""
+        parents = WorkflowExecution.objects.filter(
+            namespace=OuterRef("namespace"), workflow_id=OuterRef("parent_workflow_id"))
+        return super().get_queryset(request).defer("document", "args", "result").annotate(
+            parent_pk=Subquery(parents.values("pk")[:1]))
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet[WorkflowExecution],
+                           search_term: str) -> tuple[QuerySet[WorkflowExecution], bool]:
+        """``key=value`` searches one search field; anything else the default fields."""
+        key, sep, value = search_term.partition("=")
+        if sep and key.strip() and " " not in key.strip():
+            return queryset.filter(search_attributes__key=key.strip(),
+                                   search_attributes__value=value.strip()), False
+        return super().get_search_results(request, queryset, search_term)
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: WorkflowExecution) -> str:
+        """The status, coloured."""
+        return _badge(obj.status)
+
+    @admin.display(description="duration")
+    def duration(self, obj: WorkflowExecution) -> str:
+        """Creation to completion."""
+        return format_duration(obj.created_at, obj.completed_at)
+
+    @admin.display(description="parent", ordering="parent_workflow_id")
+    def parent_link(self, obj: WorkflowExecution) -> str:
+        """Link to the parent execution's page, when it is stored."""
+        if not obj.parent_workflow_id:
+            return "—"
+        pk = getattr(obj, "parent_pk", None)
+        if pk is None:
+            return obj.parent_workflow_id
+        return format_html('<a href="{}">{}</a>', execution_url(pk), obj.parent_workflow_id)
+
+    def get_urls(self) -> list[URLPattern]:
+        """Operator action pages before the default ones."""
+        wrap = self.admin_site.admin_view
+
+        def view(function: Any) -> Any:
+            return wrap(lambda request, *args, **kwargs: function(self, request, *args,
+                                                                  **kwargs))
+
+        custom = [
+            path("<path:object_id>/signal/", view(admin_actions.signal_view),
+                 name="durable_celery_workflowexecution_signal"),
+            path("<path:object_id>/interrupt/", view(admin_actions.interrupt_view),
+                 name="durable_celery_workflowexecution_interrupt"),
+            path("<path:object_id>/retry/", view(admin_actions.retry_view),
+                 name="durable_celery_workflowexecution_retry"),
+            path("<path:object_id>/rerun/<int:event_id>/", view(admin_actions.rerun_view),
+                 name="durable_celery_workflowexecution_rerun"),
+        ]
+        return custom + super().get_urls()
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        """The workflow page (read-only; actions are separate pages)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        execution = self.get_object(request, object_id)
+        if execution is None:
+            raise Http404(f"no workflow execution {object_id!r}")
+        opts = self.model._meta
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": opts, "app_label": opts.app_label, "original": execution,
+            "title": f"Workflow {execution.workflow_id}",
+            "can_operate": admin_actions.can_operate(request),
+            **detail_context(execution),
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, "admin/durable_celery/workflowexecution/detail.html",
+                                context)
+
+
+@admin.register(HistoryEvent)
+class HistoryEventAdmin(ReadOnlyAdmin):
+    """History rows across executions."""
+
+    list_display = ("execution_link", "dimension", "seq", "kind", "name", "status_badge",
+                    "attempts", "created_at", "completed_at")
+    list_filter = ("kind", "status")
+    search_fields = ("=execution__workflow_id", "name")
+    list_select_related = ("execution",)
+    list_per_page = 100
+    show_full_result_count = False
+
+    @admin.display(description="workflow", ordering="execution__workflow_id")
+    def execution_link(self, obj: HistoryEvent) -> str:
+        """Link to the execution's workflow page."""
+        return format_html('<a href="{}">{}</a>', execution_url(obj.execution_id),
+                           obj.execution.workflow_id)
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: HistoryEvent) -> str:
+        """The status, coloured."""
+        return _badge(obj.status)
+
+
+@admin.register(Timer)
+class TimerAdmin(ReadOnlyAdmin):
+    """Stored wake-ups."""
+
+    list_display = ("execution_link", "kind", "due_at", "created_at")
+    list_filter = ("kind",)
+    list_select_related = ("execution",)
+    search_fields = ("=execution__workflow_id",)
+
+    @admin.display(description="workflow")
+    def execution_link(self, obj: Timer) -> str:
+        """Link to the execution's workflow page."""
+        return format_html('<a href="{}">{}</a>', execution_url(obj.execution_id),
+                           obj.execution.workflow_id)
+
+
+@admin.register(PendingSignal)
+class PendingSignalAdmin(ReadOnlyAdmin):
+    """Signals kept until a ``wait_for`` takes them."""
+
+    list_display = ("signal_id", "namespace", "created_at")
+    list_filter = ("namespace",)
+    search_fields = ("signal_id",)
+
+
+@admin.register(OutboxMessage)
+class OutboxMessageAdmin(ReadOnlyAdmin):
+    """Messages decided but not yet confirmed sent."""
+
+    list_display = ("task_name", "queue", "publish_attempts", "created_at")
+    list_filter = ("task_name", "queue")

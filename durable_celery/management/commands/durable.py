@@ -1,0 +1,186 @@
+"""``manage.py durable``: inspect and operate workflows from the shell.
+
+Subcommands: ``list``, ``describe ID``, ``history ID``, ``signal SIGNAL_ID JSON``,
+``interrupt ID [--descend]``, ``retry ID``, ``start NAME ARGS_JSON [--id] [--queue]``. Each takes
+``--json`` and ``--namespace``. Reading never changes state; errors exit non-zero.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+from argparse import ArgumentParser
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from ...conf import durable_setting
+from ...errors import DurableError
+from ...store.executions import describe_execution, get_execution, history_of
+
+__all__ = ["Command"]
+
+LIST_COLUMNS = ("workflow_id", "workflow_name", "status", "task_queue", "created_at")
+HISTORY_COLUMNS = ("seq", "dimension", "kind", "name", "status", "attempts")
+
+
+def _operator() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _json_arg(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise CommandError(f"{what} is not valid JSON: {exc}") from None
+
+
+class Command(BaseCommand):
+    """Inspect and operate durable workflows."""
+
+    help = "Inspect and operate durable workflows (list, describe, history, signal, ...)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        """One subparser per subcommand, each with ``--json`` and ``--namespace``."""
+        sub = parser.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
+
+        def add(name: str, help_text: str) -> ArgumentParser:
+            p = sub.add_parser(name, help=help_text)
+            p.add_argument("--json", action="store_true", dest="as_json",
+                           help="print JSON instead of text")
+            p.add_argument("--namespace", default=None, help="namespace (default: the setting)")
+            return p
+
+        p = add("list", "list workflow executions, newest first")
+        p.add_argument("--status", default=None)
+        p.add_argument("--name", default=None, help="workflow name")
+        p.add_argument("--limit", type=int, default=50)
+        add("describe", "show one execution").add_argument("workflow_id")
+        add("history", "show an execution's history").add_argument("workflow_id")
+        p = add("signal", "send a signal to every workflow waiting on it")
+        p.add_argument("signal_id")
+        p.add_argument("payload", help="JSON payload")
+        p = add("interrupt", "interrupt a running workflow")
+        p.add_argument("workflow_id")
+        p.add_argument("--descend", action="store_true", help="also interrupt descendants")
+        p.add_argument("--reason", default=None)
+        add("retry", "retry a failed workflow from its failed step").add_argument("workflow_id")
+        p = add("start", "start a workflow by registered name")
+        p.add_argument("name")
+        p.add_argument("args_json", nargs="?", default="[]", metavar="ARGS_JSON",
+                       help="JSON list of arguments")
+        p.add_argument("--id", dest="workflow_id", default=None)
+        p.add_argument("--queue", dest="task_queue", default=None)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        """Run the subcommand; durable errors become ``CommandError`` (exit code 1)."""
+        self.as_json = bool(options.get("as_json"))
+        self.namespace = options.get("namespace") or str(
+            durable_setting("DURABLE_DEFAULT_NAMESPACE"))
+        handler = getattr(self, f"do_{options['subcommand']}")
+        try:
+            handler(options)
+        except DurableError as error:
+            raise CommandError(f"{type(error).__name__}: {error.message or error}") from None
+
+    def _emit(self, value: Any, text: str) -> None:
+        if self.as_json:
+            self.stdout.write(json.dumps(value, indent=2, default=str, sort_keys=True))
+        else:
+            self.stdout.write(text)
+
+    def do_list(self, options: dict[str, Any]) -> None:
+        """Executions matching ``--status`` and ``--name``."""
+        from ...models import WorkflowExecution
+
+        qs = WorkflowExecution.objects.filter(namespace=self.namespace)
+        if options["status"]:
+            qs = qs.filter(status=options["status"])
+        if options["name"]:
+            qs = qs.filter(workflow_name=options["name"])
+        rows = list(qs.order_by("-created_at", "-id").values(*LIST_COLUMNS)
+                    [:max(options["limit"], 0)])
+        self._emit(rows, _table(LIST_COLUMNS, rows))
+
+    def do_describe(self, options: dict[str, Any]) -> None:
+        """One execution's ``describe()``."""
+        info = describe_execution(get_execution(self.namespace, options["workflow_id"]))
+        self._emit(info, "\n".join(
+            f"{key:<20} {json.dumps(value, default=str) if isinstance(value, (dict, list)) else value}"
+            for key, value in info.items()))
+
+    def do_history(self, options: dict[str, Any]) -> None:
+        """One execution's ``history()``."""
+        rows = history_of(get_execution(self.namespace, options["workflow_id"]))
+        text = _table(HISTORY_COLUMNS + ("outcome",), [
+            {**row, "outcome": (row["error"] or {}).get("message", "") if row["error"]
+             else json.dumps(row["result"], default=str)[:60]} for row in rows])
+        self._emit(rows, text)
+
+    def do_signal(self, options: dict[str, Any]) -> None:
+        """Send a signal (recorded on every workflow it reaches)."""
+        from ...store.operations import signal_as_operator
+
+        payload = _json_arg(options["payload"], "the payload")
+        woken = signal_as_operator(self.namespace, options["signal_id"], payload, _operator())
+        self._emit({"signal_id": options["signal_id"], "woken": woken},
+                   f"signal {options['signal_id']!r} delivered to {woken} waiting thread(s)"
+                   if woken else f"signal {options['signal_id']!r} stored: nobody waits yet")
+
+    def do_interrupt(self, options: dict[str, Any]) -> None:
+        """Interrupt a running workflow."""
+        from ...store.operations import interrupt_as_operator
+
+        ids = interrupt_as_operator(self.namespace, options["workflow_id"], _operator(),
+                                    reason=options["reason"], descend=options["descend"])
+        self._emit({"interrupted": ids}, f"interrupted: {', '.join(ids)}")
+
+    def do_retry(self, options: dict[str, Any]) -> None:
+        """Retry a failed workflow from its failed step."""
+        from ...store.operations import retry_execution
+
+        done = retry_execution(self.namespace, options["workflow_id"], _operator())
+        self._emit(done, f"retrying {done['workflow_id']}: " + (
+            f"activity step(s) {', '.join(map(str, done['events']))} dispatched again"
+            if done["mode"] == "activity" else "a new replay step was requested"))
+
+    def do_start(self, options: dict[str, Any]) -> None:
+        """Start a workflow by its registered name."""
+        from ...client import DurableClient
+
+        args = _json_arg(options["args_json"], "ARGS_JSON")
+        if not isinstance(args, list):
+            raise CommandError("ARGS_JSON must be a JSON list of arguments, e.g. '[\"x\", 1]'")
+        _import_workflow_modules()
+        try:
+            handle = DurableClient(self.namespace).start(
+                options["name"], *args, workflow_id=options["workflow_id"],
+                task_queue=options["task_queue"])
+        except TypeError as error:
+            raise CommandError(str(error)) from None
+        self._emit({"workflow_id": handle.workflow_id, "namespace": handle.namespace},
+                   f"started {handle.workflow_id}")
+
+
+def _import_workflow_modules() -> None:
+    """Import the modules the Celery app names (``CELERY_IMPORTS``) so names resolve."""
+    try:
+        from celery import current_app
+
+        current_app.loader.import_default_modules()
+    except ImportError:  # the workers know the workflow; --queue still routes it
+        pass
+
+
+def _table(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "(none)"
+    cells = [[str(row.get(c, "") if row.get(c) is not None else "") for c in columns]
+             for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(lines)
