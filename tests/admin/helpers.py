@@ -1,0 +1,52 @@
+"""Helpers of the admin tests: URLs and waiting for a status."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.urls import reverse
+
+__all__ = ["action_url", "detail_url", "execution", "wait_history", "wait_status"]
+
+
+def execution(workflow_id: str) -> Any:
+    """The stored execution (default namespace)."""
+    from durable_celery.models import WorkflowExecution
+
+    return WorkflowExecution.objects.get(namespace="durable", workflow_id=workflow_id)
+
+
+def detail_url(workflow_id: str) -> str:
+    """Admin workflow page."""
+    return reverse("admin:durable_celery_workflowexecution_change",
+                   args=[execution(workflow_id).pk])
+
+
+def action_url(action: str, workflow_id: str, *extra: Any) -> str:
+    """Admin page of an operator action."""
+    return reverse(f"admin:durable_celery_workflowexecution_{action}",
+                   args=[execution(workflow_id).pk, *extra])
+
+
+def wait_status(handle: Any, wanted: str | tuple[str, ...], timeout: float = 30) -> str:
+    """Poll until the workflow reaches one of ``wanted``; returns it (fails on timeout)."""
+    wanted = (wanted,) if isinstance(wanted, str) else wanted
+    deadline = time.monotonic() + timeout
+    status = handle.status()
+    while status not in wanted:
+        assert time.monotonic() < deadline, f"{handle.workflow_id} stayed {status}"
+        time.sleep(0.05)
+        status = handle.status()
+    return status
+
+
+def wait_history(handle: Any, predicate: Any, timeout: float = 30) -> list[dict[str, Any]]:
+    """Poll the history until ``predicate(history)`` holds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = handle.history()
+        if predicate(rows):
+            return rows
+        assert time.monotonic() < deadline, f"history of {handle.workflow_id}: {rows}"
+        time.sleep(0.05)
