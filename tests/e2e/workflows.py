@@ -319,24 +319,3 @@ async def admin_fix_and_retry(key: str) -> list[object]:
     first = await acts.counted(f"{key}-first", "one")
     second = await acts.admin_fixable(key)
     return [first, second]
-
-
-# --- admin and operations (tests/admin) ----------------------------------------------------------
-
-
-@activity
-def admin_fixable(key: str) -> str:
-    """Counts its runs under ``{key}-runs``; fails until counter ``{key}-fixed`` is bumped."""
-    bump(f"{key}-runs")
-    if count(f"{key}-fixed") == 0:
-        raise RuntimeError(f"{key} is broken")
-    return "fixed"
-
-
-@durable_workflow
-async def admin_fix_and_retry(key: str) -> list[object]:
-    """A first activity that must not run again, then one that fails until it is fixed."""
-    acts = workflow.proxy_activities(retry_policy=RetryPolicy(maximum_attempts=0))
-    first = await acts.counted(f"{key}-first", "one")
-    second = await acts.admin_fixable(key)
-    return [first, second]
