@@ -108,9 +108,7 @@ class Command(BaseCommand):
     def do_describe(self, options: dict[str, Any]) -> None:
         """One execution's ``describe()``."""
         info = describe_execution(get_execution(self.namespace, options["workflow_id"]))
-        self._emit(info, "\n".join(
-            f"{key:<20} {json.dumps(value, default=str) if isinstance(value, (dict, list)) else value}"
-            for key, value in info.items()))
+        self._emit(info, "\n".join(f"{key:<20} {_text(value)}" for key, value in info.items()))
 
     def do_history(self, options: dict[str, Any]) -> None:
         """One execution's ``history()``."""
@@ -173,6 +171,10 @@ def _import_workflow_modules() -> None:
         current_app.loader.import_default_modules()
     except ImportError:  # the workers know the workflow; --queue still routes it
         pass
+
+
+def _text(value: Any) -> str:
+    return json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value)
 
 
 def _table(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> str:
