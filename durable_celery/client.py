@@ -88,6 +88,37 @@ class DurableClient:
         payload = json_roundtrip(data, where=f"payload of signal {signal_id!r}")
         return send_signal(namespace or self.namespace, signal_id, payload)
 
+    def hook(self, *, workflow_id: str, workflow_name: str, task_queue: str | None = None,
+             args: list[Any] | tuple[Any, ...] = (), namespace: str | None = None) -> str:
+        """Run ``workflow_name`` as a hook thread inside the running workflow ``workflow_id``.
+
+        The thread shares the workflow's search fields and entity document.
+
+        Returns:
+            The hook id (the thread's dimension).
+
+        Raises:
+            WorkflowNotFoundError: No workflow has this id.
+            WorkflowNotRunningError: It has ended.
+        """
+        from django.db import transaction
+
+        from .models import WorkflowExecution
+        from .store.composition import start_hook_thread
+        from .store.executions import get_execution
+        from .store.outbox import OutboxBatch
+
+        ns = namespace or self.namespace
+        stored_args = json_roundtrip(list(args), where=f"arguments of hook {workflow_name!r}")
+        with transaction.atomic():
+            target = WorkflowExecution.objects.lock(get_execution(ns, workflow_id).pk)
+            assert target is not None
+            thread = start_hook_thread(target, workflow_name, task_queue, stored_args)
+            batch = OutboxBatch()
+            batch.request_step(target.pk, target.task_queue)
+            batch.commit()
+        return thread.dimension
+
     def search(self, workflow_name: str | None = None, status: str | None = None,
                namespace: str | None = None, **fields: Any) -> list[WorkflowHandle]:
         """Workflows whose search fields equal every given value (an indexed query)."""

@@ -147,7 +147,8 @@ class ReplayContext:
         """Whether the current position was already recorded by an earlier step."""
         return self.counter < self._last_recorded
 
-    def schedule(self, kind: str, name: str, input: dict[str, Any] | None = None,
+    def schedule(self, kind: str, name: str,
+                 input: dict[str, Any] | Callable[[int], dict[str, Any]] | None = None,
                  transform: Callable[[Any], Any] | None = None,
                  throw_on_error: bool = True) -> DurableCall:
         """Take a position for a blocking call and return its awaitable.
@@ -155,7 +156,8 @@ class ReplayContext:
         Args:
             kind: One of the blocking kinds (``activity``, ``sleep``, ``wait``, ``child``).
             name: What the call names; checked against history on replay.
-            input: Details the store needs when the call is new.
+            input: Details the store needs when the call is new, or a function of the
+                position returning them (evaluated only when the call is new).
             transform: Applied to the stored result before the workflow sees it.
             throw_on_error: When ``False`` a stored failure is returned as an error object.
         """
@@ -165,8 +167,8 @@ class ReplayContext:
         call = DurableCall(future, seq, kind, transform)
         record = self.history.get(seq)
         if record is None:
-            self.commands.append(Command(seq, self.info.workflow_dimension, kind, name,
-                                         dict(input or {})))
+            details = input(seq) if callable(input) else dict(input or {})
+            self.commands.append(Command(seq, self.info.workflow_dimension, kind, name, details))
             self._pending.append(call)
         elif not record.resolved:
             self._pending.append(call)

@@ -29,6 +29,10 @@ class CommandEffects:
         self.now = now
         self.batch = batch
         self.timers: list[Timer] = []
+        #: A hook thread was started in this same execution: step again before committing.
+        self.wake_self = False
+        #: ``(reason, descend)`` when the workflow interrupted itself.
+        self.interrupt_self: tuple[str | None, bool] | None = None
 
     def add_timer(self, execution: WorkflowExecution, event: HistoryEvent | None, kind: str,
                   seconds: float) -> None:

@@ -111,9 +111,12 @@ def interrupt_execution(namespace: str, workflow_id: str, reason: str | None = N
     Raises:
         WorkflowNotFoundError: No execution has this id.
     """
+    from .composition import notify_parent  # composition builds on this module
+
     get_execution(namespace, workflow_id)
     interrupted: list[str] = []
     message = reason or "workflow interrupted"
+    batch = OutboxBatch()
     with transaction.atomic():
         frontier = [workflow_id]
         while frontier:
@@ -134,10 +137,12 @@ def interrupt_execution(namespace: str, workflow_id: str, reason: str | None = N
                 HistoryEvent.objects.filter(execution=locked, status=HistoryStatus.SCHEDULED) \
                     .update(status=HistoryStatus.CANCELLED, completed_at=now, lease_until=None)
                 interrupted.append(current)
+                notify_parent(locked, batch)
             if descend:
                 frontier.extend(WorkflowExecution.objects.filter(
                     namespace=namespace, parent_workflow_id=current)
                     .values_list("workflow_id", flat=True))
+        batch.commit()
     return interrupted
 
 

@@ -8,6 +8,7 @@ records its outcome commit together — a crash can never apply it twice.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -44,4 +45,13 @@ class StepPort:
             handler = _operations[kind]
         except KeyError:
             raise LookupError(f"no storage operation is registered for {kind!r} calls") from None
-        return handler(self.execution, self.effects, operation, args)
+        # The workflow's private event loop is running on this thread, and Django refuses ORM
+        # calls under a running loop. The operation must use this thread's connection (it is
+        # part of the step's transaction) and nothing else runs on that loop meanwhile, so the
+        # loop is set aside for the duration of the call.
+        loop = asyncio._get_running_loop()
+        asyncio._set_running_loop(None)
+        try:
+            return handler(self.execution, self.effects, operation, args)
+        finally:
+            asyncio._set_running_loop(loop)

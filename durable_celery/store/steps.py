@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -13,10 +14,19 @@ from ..conf import durable_setting
 from ..engine import HistoryRecord, ReplayStep, StepOutcome, StepStatus, WorkflowInfo
 from ..engine.replay import describe_error
 from ..errors import DurableMaxedError, UnknownWorkflowError
-from ..models import ExecutionStatus, HistoryEvent, Timer, TimerKind, WorkflowExecution
+from ..models import (
+    ExecutionStatus,
+    HistoryEvent,
+    Timer,
+    TimerKind,
+    WorkflowExecution,
+    WorkflowThread,
+)
 from ..registry import find_workflow, registered_workflows
 from ..retry import RetryPolicy
 from .commands import CommandEffects, apply_commands
+from .composition import notify_parent
+from .executions import interrupt_execution
 from .outbox import OutboxBatch
 from .port import StepPort
 from .signals import lock_signal_ids
@@ -88,48 +98,87 @@ def _step_while_needed(execution: WorkflowExecution, batch: OutboxBatch) -> None
 
 
 def _step_once(execution: WorkflowExecution, batch: OutboxBatch) -> bool:
-    """One replay step. Returns whether another step is needed right away."""
+    """One replay step of every thread with news. Returns whether to step again right away."""
     rows = list(HistoryEvent.objects.for_replay(execution.pk))
-    unobserved = [r.pk for r in rows if r.status in ("completed", "failed")
-                  and r.observed_step is None]
-    if not unobserved and not execution.step_requested:
+    threads = list(WorkflowThread.objects.filter(execution=execution, status="running"))
+    by_dimension: dict[str, list[HistoryEvent]] = defaultdict(list)
+    for row in rows:
+        by_dimension[row.dimension].append(row)
+    due: list[WorkflowThread | None] = []
+    if _has_news(by_dimension[""], execution.step_requested):
+        due.append(None)
+    due += [t for t in threads if _has_news(by_dimension[t.dimension], t.step_requested)]
+    if not due:
         return False
     now = timezone.now()
     step = execution.step_count + 1
-    try:
-        definition = find_workflow(execution.workflow_name)
-    except UnknownWorkflowError as error:
-        _finish(execution, ExecutionStatus.FAILED, error=error.to_dict(), now=now)
-        return False
-    info = WorkflowInfo(
-        workflow_id=execution.workflow_id, workflow_name=execution.workflow_name,
-        task_queue=execution.task_queue, namespace=execution.namespace,
-        parent_workflow_id=execution.parent_workflow_id,
-        origin_workflow_id=execution.origin_workflow_id, expire=execution.expire, step=step)
-    records = [HistoryRecord(r.seq, r.dimension, r.kind, r.name, r.status, r.result, r.error,
-                             r.observed_step) for r in rows]
     effects = CommandEffects(now, batch)
-    outcome = ReplayStep(definition.function, execution.args, info, records,
-                         workflow_interceptors(),  # type: ignore[arg-type]
-                         port=StepPort(execution, effects)).run()
+    port = StepPort(execution, effects)
+    replayed = [(thread, _replay(execution, thread, by_dimension, step, port)) for thread in due]
+    unobserved = [r.pk for r in rows if r.status in ("completed", "failed")
+                  and r.observed_step is None]
     if unobserved:
         HistoryEvent.objects.filter(pk__in=unobserved).update(observed_step=step)
     execution.step_count = step
     execution.step_requested = False
     if execution.status == ExecutionStatus.PENDING:
         execution.status = ExecutionStatus.RUNNING
-    signal_ids = [c.name for c in outcome.commands if c.kind in ("wait", "signal")]
+    signal_ids = [c.name for _, outcome in replayed if outcome is not None
+                  for c in outcome.commands if c.kind in ("wait", "signal")]
     if signal_ids:
         lock_signal_ids(execution.namespace, signal_ids)
-    settled_now = apply_commands(execution, outcome.commands, step, effects)
-    _record_outcome(execution, outcome, now, effects)
-    return settled_now and execution.is_active
+    settled_now = False
+    for thread, outcome in replayed:
+        if outcome is None:
+            continue
+        settled_now |= apply_commands(execution, outcome.commands, step, effects)
+        if thread is None:
+            _record_outcome(execution, outcome, now, effects)
+        else:
+            _record_thread_outcome(thread, outcome, now)
+    if execution.is_active:
+        execution.save()
+    if effects.interrupt_self is not None and execution.is_active:
+        reason, descend = effects.interrupt_self
+        interrupt_execution(execution.namespace, execution.workflow_id, reason, descend)
+        execution.refresh_from_db()
+    return (settled_now or effects.wake_self) and execution.is_active
+
+
+def _has_news(rows: list[HistoryEvent], requested: bool) -> bool:
+    return requested or any(r.status in ("completed", "failed") and r.observed_step is None
+                            for r in rows)
+
+
+def _replay(execution: WorkflowExecution, thread: WorkflowThread | None,
+            by_dimension: dict[str, list[HistoryEvent]], step: int,
+            port: StepPort) -> StepOutcome | None:
+    """Replay the main thread (``thread is None``) or one hook thread."""
+    name = execution.workflow_name if thread is None else thread.workflow_name
+    dimension = "" if thread is None else thread.dimension
+    try:
+        definition = find_workflow(name)
+    except UnknownWorkflowError as error:
+        return StepOutcome(StepStatus.FAILED, error=error)
+    info = WorkflowInfo(
+        workflow_id=execution.workflow_id, workflow_name=name,
+        task_queue=execution.task_queue if thread is None else thread.task_queue,
+        namespace=execution.namespace, workflow_dimension=dimension,
+        parent_workflow_id=execution.parent_workflow_id,
+        origin_workflow_id=execution.origin_workflow_id, expire=execution.expire, step=step)
+    records = [HistoryRecord(r.seq, r.dimension, r.kind, r.name, r.status, r.result, r.error,
+                             r.observed_step) for r in by_dimension[dimension]]
+    args = execution.args if thread is None else thread.args
+    return ReplayStep(definition.function, args, info, records,
+                      workflow_interceptors(),  # type: ignore[arg-type]
+                      port=port).run()
 
 
 def _record_outcome(execution: WorkflowExecution, outcome: StepOutcome, now: datetime,
                     effects: CommandEffects) -> None:
     if outcome.status == StepStatus.COMPLETED:
-        _finish(execution, ExecutionStatus.COMPLETED, result=outcome.result, now=now)
+        _finish(execution, ExecutionStatus.COMPLETED, result=outcome.result, now=now,
+                batch=effects.batch)
     elif outcome.status == StepStatus.FAILED:
         assert outcome.error is not None
         error = describe_error(outcome.error)
@@ -139,19 +188,31 @@ def _record_outcome(execution: WorkflowExecution, outcome: StepOutcome, now: dat
                 delay = policy.delay_before_retry(execution.attempt)
                 execution.attempt += 1
                 execution.error = error
-                execution.save()
                 Timer.objects.create(execution=execution, kind=TimerKind.WORKFLOW_RETRY,
                                      due_at=effects.now + _seconds(delay))
                 logger.info("workflow %s failed (%s); retry %d in %.1fs",
                             execution.workflow_id, error["message"], execution.attempt - 1, delay)
                 return
             error = DurableMaxedError(error["message"]).to_dict()
-        _finish(execution, ExecutionStatus.FAILED, error=error, now=now)
-    else:
-        execution.save()
+        _finish(execution, ExecutionStatus.FAILED, error=error, now=now, batch=effects.batch)
 
 
-def _finish(execution: WorkflowExecution, status: str, *, now: datetime,
+def _record_thread_outcome(thread: WorkflowThread, outcome: StepOutcome, now: datetime) -> None:
+    thread.step_requested = False
+    if outcome.status == StepStatus.COMPLETED:
+        thread.status = ExecutionStatus.COMPLETED
+        thread.completed_at = now
+    elif outcome.status == StepStatus.FAILED:
+        assert outcome.error is not None
+        thread.status = ExecutionStatus.FAILED
+        thread.error = describe_error(outcome.error)
+        thread.completed_at = now
+        logger.warning("hook %s [%s] of workflow %s failed: %s", thread.workflow_name,
+                       thread.dimension, thread.execution_id, thread.error["message"])
+    thread.save()
+
+
+def _finish(execution: WorkflowExecution, status: str, *, now: datetime, batch: OutboxBatch,
             result: object = None, error: dict[str, object] | None = None) -> None:
     execution.status = status
     execution.result = result
@@ -160,6 +221,7 @@ def _finish(execution: WorkflowExecution, status: str, *, now: datetime,
     execution.step_requested = False
     execution.save()
     Timer.objects.filter(execution=execution).delete()
+    notify_parent(execution, batch)
 
 
 def _seconds(value: float) -> timedelta:

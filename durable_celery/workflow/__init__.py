@@ -5,8 +5,11 @@ for its position and stored outcome; none of them touches storage or Celery.
 """
 
 from .activities import ActivityProxy, proxy_activities
+from .children import exec_child, execute_child, start_child
 from .control import all_ as all  # noqa: A004 - the public name of API.md
 from .control import did_interrupt, get_context, is_side_effect_allowed, random
+from .hooks import exec_hook, exec_hook_batch, hook
+from .interrupts import interrupt
 from .signals import signal, wait_for
 from .timers import sleep_for
 
@@ -14,11 +17,18 @@ __all__ = [
     "ActivityProxy",
     "all",
     "did_interrupt",
+    "exec_child",
+    "exec_hook",
+    "exec_hook_batch",
+    "execute_child",
     "get_context",
+    "hook",
+    "interrupt",
     "is_side_effect_allowed",
     "proxy_activities",
     "random",
     "signal",
     "sleep_for",
+    "start_child",
     "wait_for",
 ]

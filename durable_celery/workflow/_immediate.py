@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any, Generic, TypeVar
 
-__all__ = ["Immediate"]
+__all__ = ["Immediate", "ImmediateError"]
 
 T = TypeVar("T")
 
@@ -20,4 +20,17 @@ class Immediate(Generic[T]):
 
     def __await__(self) -> Generator[Any, None, T]:
         return self.value
+        yield  # pragma: no cover - makes this a generator
+
+
+class ImmediateError:
+    """Awaiting it raises ``error``: a durable call refused when it was made."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        raise self.error
         yield  # pragma: no cover - makes this a generator

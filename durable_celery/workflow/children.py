@@ -1,0 +1,113 @@
+"""``workflow.exec_child`` / ``execute_child`` / ``start_child``: workflows started by workflows."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from ..durations import parse_duration
+from ..engine import DurableCall, ReplayContext, current_context
+from ..errors import DurableError, InvalidArgumentError, UnknownWorkflowError
+from ..registry import WorkflowDefinition, find_workflow
+from ..retry import RetryPolicy
+from ..serialization import json_roundtrip
+from ._immediate import Immediate, ImmediateError
+
+__all__ = ["exec_child", "execute_child", "start_child"]
+
+
+def exec_child(workflow: WorkflowDefinition | str | None = None, *,
+               workflow_name: str | None = None, args: Sequence[Any] = (),
+               task_queue: str | None = None, workflow_id: str | None = None,
+               entity: str | None = None, expire: float | str | None = None,
+               retry_policy: RetryPolicy | dict[str, Any] | None = None) -> DurableCall:
+    """Start a child workflow and return an awaitable of its result.
+
+    First run: the child execution is created when this step commits (its parent and origin
+    recorded) and the parent suspends until the child ends. Replay: the child's stored result is
+    returned, or its failure raised as the same typed error (``DurableFatalError``,
+    ``DurableMaxedError``, ``DurableTimeoutError``, ``DurableRetryError``) with its message —
+    returned instead when ``retry_policy.throw_on_error`` is ``False``. A child id that is
+    already running fails the call with ``DuplicateWorkflowError``.
+
+    Args:
+        workflow: The child's definition or registered name.
+        workflow_name: The child's registered name (alternative to ``workflow``).
+        args: Its JSON arguments.
+        task_queue: Its task queue (default: the definition's, else the entity, else the
+            parent's).
+        workflow_id: Its id (default: generated, unique across parallel and re-entrant calls).
+        entity: Entity type; alone, it names both the task queue and the workflow.
+        expire: Seconds to keep the child after it ends.
+        retry_policy: The child's own workflow-level retry policy.
+    """
+    ctx = current_context()
+    spec = _child_spec(ctx, workflow, workflow_name, args, task_queue, workflow_id, entity,
+                       expire, retry_policy)
+    policy = RetryPolicy.coerce(retry_policy)
+    return ctx.schedule("child", spec["workflow_name"], lambda seq: _with_id(ctx, spec, seq),
+                        throw_on_error=policy.throw_on_error if policy else True)
+
+
+execute_child = exec_child
+
+
+def start_child(workflow: WorkflowDefinition | str | None = None, *,
+                workflow_name: str | None = None, args: Sequence[Any] = (),
+                task_queue: str | None = None, workflow_id: str | None = None,
+                entity: str | None = None, expire: float | str | None = None,
+                retry_policy: RetryPolicy | dict[str, Any] | None = None) -> Any:
+    """Start a child workflow without waiting; the awaitable returns the child's id.
+
+    First run: the child execution is created in this step's transaction (a running id fails
+    the call with ``DuplicateWorkflowError``). Replay: returns the stored id; the child is not
+    started again. Options as :func:`exec_child`.
+    """
+    ctx = current_context()
+    spec = _child_spec(ctx, workflow, workflow_name, args, task_queue, workflow_id, entity,
+                       expire, retry_policy)
+    try:
+        child_id, _ = ctx.record_now(
+            "start", spec["workflow_name"],
+            lambda seq: ctx.port.perform("child", "start", _with_id(ctx, spec, seq)), spec)
+    except DurableError as error:
+        return ImmediateError(error)
+    return Immediate(child_id)
+
+
+def _child_spec(ctx: ReplayContext, workflow: WorkflowDefinition | str | None,
+                workflow_name: str | None, args: Sequence[Any], task_queue: str | None,
+                workflow_id: str | None, entity: str | None, expire: float | str | None,
+                retry_policy: RetryPolicy | dict[str, Any] | None) -> dict[str, Any]:
+    if isinstance(workflow, WorkflowDefinition):
+        name, own_queue = workflow.name, workflow.task_queue
+    elif isinstance(workflow, str) or workflow_name:
+        name = workflow if isinstance(workflow, str) else str(workflow_name)
+        try:
+            own_queue = find_workflow(name).task_queue
+        except UnknownWorkflowError:
+            own_queue = None
+    elif entity:
+        name, own_queue = entity, entity
+    else:
+        raise InvalidArgumentError("a child workflow needs a workflow definition, a "
+                                   "workflow_name or an entity")
+    policy = RetryPolicy.coerce(retry_policy)
+    return {
+        "workflow_name": name,
+        "task_queue": task_queue or own_queue or ctx.info.task_queue,
+        "args": json_roundtrip(list(args), where=f"arguments of child workflow {name!r}"),
+        "workflow_id": workflow_id,
+        "entity": entity,
+        "expire": None if expire is None else parse_duration(expire, what="child expire"),
+        "retry_policy": policy.to_dict() if policy else None,
+    }
+
+
+def _with_id(ctx: ReplayContext, spec: dict[str, Any], seq: int) -> dict[str, Any]:
+    if spec["workflow_id"]:
+        return dict(spec)
+    thread = f"-{ctx.info.workflow_dimension}" if ctx.info.workflow_dimension else ""
+    generated = f"{spec['workflow_name']}-{uuid.uuid4().hex[:12]}{thread}-{seq}"
+    return {**spec, "workflow_id": generated}

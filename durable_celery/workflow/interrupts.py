@@ -1,0 +1,32 @@
+"""``workflow.interrupt``: end a workflow (and its descendants) from inside a workflow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..engine import current_context
+from ..errors import DurableError
+from ._immediate import Immediate, ImmediateError
+
+__all__ = ["interrupt"]
+
+
+def interrupt(workflow_id: str, reason: str | None = None, descend: bool = False) -> Any:
+    """End ``workflow_id`` as interrupted; with ``descend``, every descendant too.
+
+    Its timers are cancelled and late activity or child results are ignored. Interrupting a
+    finished workflow changes nothing. First run: done in this step's transaction (this
+    workflow itself ends when the step commits). Replay: not done again. The awaitable returns
+    the ids interrupted.
+
+    Raises:
+        WorkflowNotFoundError: (on await) no workflow has this id.
+    """
+    ctx = current_context()
+    spec = {"workflow_id": workflow_id, "reason": reason, "descend": bool(descend)}
+    try:
+        ids, _ = ctx.record_now("interrupt", workflow_id,
+                                lambda _seq: ctx.port.perform("interrupt", "", spec), spec)
+    except DurableError as error:
+        return ImmediateError(error)
+    return Immediate(ids)

@@ -1,0 +1,241 @@
+"""Child workflows, hooks and interrupts, end to end with real workers."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from durable_celery import DurableInterruptedError, InvalidArgumentError
+from tests.e2e import composition_workflows as cw
+from tests.support.counters import count
+
+
+def _wait_until(predicate, timeout: float = 20.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _status(client, workflow_id: str) -> str:
+    try:
+        return client.get_handle(workflow_id).status()
+    except Exception:  # noqa: BLE001 - not created yet
+        return "absent"
+
+
+# --- children ----------------------------------------------------------------------------------
+
+
+def test_parent_awaits_children_returning_nothing_and_a_string(client, uid):
+    handle = client.start(cw.parent_of_two, workflow_id=f"parent-{uid}")
+    assert handle.result(timeout=30) == [None, "Hello, kid!"]
+    kinds = [(h["seq"], h["kind"], h["name"], h["status"]) for h in handle.history()]
+    assert kinds == [(1, "child", "child_returns_nothing", "completed"),
+                     (2, "child", "child_greets", "completed")]
+    children = client.search(namespace=None)  # every execution of the namespace
+    assert len([h for h in children
+                if h.describe()["parent_workflow_id"] == f"parent-{uid}"]) == 2
+
+
+def test_fan_out_of_children_with_workflow_all(client, uid):
+    names = [f"n{i}" for i in range(6)]
+    handle = client.start(cw.fan_out_children, names, workflow_id=f"fan-{uid}")
+    assert handle.result(timeout=40) == [f"Hello, {n}!" for n in names]
+    assert [h["seq"] for h in handle.history()] == list(range(1, 7))
+
+
+def test_start_child_returns_id_and_child_finishes_on_its_own(client, uid):
+    key = f"ff-{uid}"
+    handle = client.start(cw.fire_and_forget, "1s", key, workflow_id=f"ff-{uid}")
+    child_id = handle.result(timeout=20)
+    assert child_id.startswith("child_sleeps-")
+    child = client.get_handle(child_id)
+    assert child.status() in ("pending", "running")
+    assert child.result(timeout=20) == "woke"
+    assert count(key) == 1
+    assert child.describe()["parent_workflow_id"] == f"ff-{uid}"
+    assert handle.history()[0]["kind"] == "start"
+
+
+def test_children_waiting_for_signals_through_their_handles(client, uid):
+    ids = [f"kid-a-{uid}", f"kid-b-{uid}"]
+    handle = client.start(cw.parent_of_waiting_children, f"sa-{uid}", f"sb-{uid}", ids,
+                          workflow_id=f"waiters-{uid}")
+    _wait_until(lambda: all(_status(client, i) == "running" for i in ids), what="children")
+    client.get_handle(ids[1]).signal(f"sb-{uid}", {"n": 2})
+    client.get_handle(ids[0]).signal(f"sa-{uid}", {"n": 1})
+    assert handle.result(timeout=20) == [{"n": 1}, {"n": 2}]
+
+
+def test_lineage_three_levels_deep_and_through_a_parallel_group(client, uid):
+    root, middle, leaf = f"root-{uid}", f"middle-{uid}", f"leaf-{uid}"
+    handle = client.start(cw.lineage_root, middle, leaf, f"lin-{uid}", workflow_id=root)
+    _wait_until(lambda: _status(client, middle) == "completed", what="middle child")
+    client.signal(f"lin-{uid}", "go")
+    result = handle.result(timeout=20)
+    assert result[1] == "go"
+    assert result[0]["me"] == {"id": middle, "parent": root, "origin": root}
+    assert result[0]["leaf"] == {"id": leaf, "parent": middle, "origin": root}
+    assert client.get_handle(leaf).describe()["origin_workflow_id"] == root
+    assert client.get_handle(middle).describe()["parent_workflow_id"] == root
+    assert handle.describe()["parent_workflow_id"] is None
+
+
+@pytest.mark.parametrize("kind, expected, code", [
+    ("fatal", "DurableFatalError", 598),
+    ("maxed", "DurableMaxedError", 597),
+    ("timeout", "DurableTimeoutError", 596),
+    ("plain", "DurableMaxedError", 597),
+    ("retry", "DurableMaxedError", 597),
+])
+def test_child_failure_reaches_parent_as_typed_error(client, uid, kind, expected, code):
+    handle = client.start(cw.parent_sees_child_error, kind, f"{kind} broke {uid}",
+                          workflow_id=f"cerr-{kind}-{uid}")
+    assert handle.result(timeout=30) == {"type": expected, "message": f"{kind} broke {uid}",
+                                         "code": code}
+
+
+def test_child_failure_returned_with_throw_on_error_false(client, uid):
+    handle = client.start(cw.parent_returns_child_error, f"soft {uid}",
+                          workflow_id=f"csoft-{uid}")
+    assert handle.result(timeout=30) == {"type": "DurableFatalError", "message": f"soft {uid}"}
+
+
+@pytest.mark.parametrize("how", ["exec", "start"])
+def test_duplicate_child_id_fails_the_parent_call_quickly(client, uid, how):
+    child_id = f"taken-{how}-{uid}"
+    client.start(cw.child_waits, "never", workflow_id=child_id)
+    started = time.monotonic()
+    handle = client.start(cw.duplicate_child, child_id, how, workflow_id=f"dup-{how}-{uid}")
+    outcome = handle.result(timeout=20)
+    assert outcome["type"] == "DuplicateWorkflowError"
+    assert child_id in outcome["message"]
+    assert time.monotonic() - started < 15
+    client.get_handle(child_id).interrupt()
+
+
+def test_worker_killed_while_child_runs_parent_still_gets_result(client, uid, start_worker):
+    queue = f"kids-{uid}"
+    worker = start_worker([queue, f"{queue}-activity"])
+    key = f"slowkid-{uid}"
+    handle = client.start(cw.parent_of_slow_child, key, queue, workflow_id=f"pk-{uid}")
+    _wait_until(lambda: count(f"{key}-started") >= 1, what="slow activity start")
+    worker.kill()
+    start_worker([queue, f"{queue}-activity"])
+    assert handle.result(timeout=60) == "slept 2.0"
+    assert count(f"{key}-finished") >= 1
+
+
+# --- hooks -------------------------------------------------------------------------------------
+
+
+def test_exec_hook_round_trip(client, uid):
+    handle = client.start(cw.review, f"doc-{uid}", workflow_id=f"review-{uid}")
+    result = handle.result(timeout=30)
+    assert result["doc"] == f"doc-{uid}" and result["verdict"] == f"Hello, doc-{uid}!"
+    assert result["thread"].startswith("h")
+    history = handle.history()
+    assert [(h["dimension"], h["seq"], h["kind"]) for h in history if h["dimension"] == ""] == [
+        ("", 1, "hook"), ("", 2, "wait")]
+    thread_rows = [(h["seq"], h["kind"]) for h in history if h["dimension"] == result["thread"]]
+    assert thread_rows == [(1, "activity"), (2, "signal")]
+
+
+def test_exec_hook_batch_with_three_hooks(client, uid):
+    docs = [f"a-{uid}", f"b-{uid}", f"c-{uid}"]
+    handle = client.start(cw.review_batch, docs, workflow_id=f"batch-{uid}")
+    result = handle.result(timeout=40)
+    assert sorted(result) == sorted(docs)
+    assert all(result[d]["verdict"] == f"Hello, {d}!" for d in docs)
+    main = [(h["seq"], h["kind"]) for h in handle.history() if h["dimension"] == ""]
+    assert main == [(1, "hook"), (2, "hook"), (3, "hook"), (4, "wait"), (5, "wait"), (6, "wait")]
+
+
+def test_hook_that_would_loop_forever_is_refused(client, uid):
+    handle = client.start(cw.loops_into_itself, workflow_id=f"loop-{uid}")
+    with pytest.raises(InvalidArgumentError, match="endless loop"):
+        handle.result(timeout=20)
+
+
+def test_hook_fires_exactly_once_across_replays(client, uid):
+    key = f"hookonce-{uid}"
+    handle = client.start(cw.fire_hook_then_wait, key, f"hk-{uid}", workflow_id=f"hk-{uid}")
+    _wait_until(lambda: count(key) == 1, what="hook run")
+    client.signal(f"hk-{uid}", "done")
+    assert handle.result(timeout=20) == "done"
+    assert count(key) == 1
+
+
+def test_client_hook_runs_inside_a_running_workflow(client, uid):
+    handle = client.start(cw.waits_for_outside_hook, f"oh-{uid}", workflow_id=f"oh-{uid}")
+    _wait_until(lambda: handle.status() == "running", what="workflow start")
+    hook_id = client.hook(workflow_id=f"oh-{uid}", workflow_name="outside_hook",
+                          args=[f"oh-{uid}", "x"])
+    assert handle.result(timeout=20) == {"from": "hook", "value": "x"}
+    assert any(h["dimension"] == hook_id for h in handle.history())
+
+
+# --- interrupts --------------------------------------------------------------------------------
+
+
+def test_interrupt_sleeping_workflow_timer_never_fires(client, uid):
+    from durable_celery.models import Timer
+
+    handle = client.start(cw.child_sleeps, "2s", f"never-{uid}", workflow_id=f"sleepy-{uid}")
+    _wait_until(lambda: any(h["kind"] == "sleep" for h in handle.history()), what="sleep")
+    assert handle.interrupt(reason="stop it") == [f"sleepy-{uid}"]
+    assert handle.status() == "interrupted"
+    assert not Timer.objects.filter(execution__workflow_id=f"sleepy-{uid}").exists()
+    time.sleep(2.5)
+    assert handle.status() == "interrupted"
+    assert [h["status"] for h in handle.history()] == ["cancelled"]
+    assert count(f"never-{uid}") == 0
+    with pytest.raises(DurableInterruptedError) as raised:
+        handle.result(timeout=5)
+    assert raised.value.code == 410 and raised.value.message == "stop it"
+    assert handle.interrupt() == []  # already finished: a no-op, not a crash
+
+
+def test_interrupt_descend_reaches_children_and_grandchild(client, uid):
+    ids = [f"c1-{uid}", f"c2-{uid}"]
+    grandchild = f"gc-{uid}"
+    handle = client.start(cw.parent_of_sleepers, ids, grandchild, workflow_id=f"tree-{uid}")
+    _wait_until(lambda: _status(client, grandchild) == "running", what="grandchild")
+    interrupted = handle.interrupt(reason="shut down", descend=True)
+    assert sorted(interrupted) == sorted([f"tree-{uid}", *ids, grandchild])
+    for workflow_id in [f"tree-{uid}", *ids, grandchild]:
+        assert client.get_handle(workflow_id).status() == "interrupted"
+
+
+def test_activity_finishing_after_interrupt_changes_nothing(client, uid):
+    key = f"late-{uid}"
+    handle = client.start(cw.slow_then_more, key, workflow_id=f"late-{uid}")
+    _wait_until(lambda: count(f"{key}-started") == 1, what="slow activity start")
+    handle.interrupt()
+    _wait_until(lambda: count(f"{key}-finished") == 1, what="slow activity end")
+    time.sleep(1.0)
+    assert handle.status() == "interrupted"
+    assert [h["status"] for h in handle.history()] == ["cancelled"]
+    assert count(f"{key}-after") == 0
+
+
+def test_workflow_interrupts_its_child_once(client, uid):
+    child_id = f"sup-kid-{uid}"
+    handle = client.start(cw.supervisor, child_id, f"supkey-{uid}", workflow_id=f"sup-{uid}")
+    assert handle.result(timeout=20) == {"child": child_id, "interrupted": [child_id]}
+    assert client.get_handle(child_id).status() == "interrupted"
+    kinds = [h["kind"] for h in handle.history()]
+    assert kinds == ["start", "sleep", "interrupt"]
+
+
+def test_workflow_interrupting_itself_stops_there(client, uid):
+    key = f"self-{uid}"
+    handle = client.start(cw.interrupts_itself, key, workflow_id=f"self-{uid}")
+    with pytest.raises(DurableInterruptedError, match="nothing to do"):
+        handle.result(timeout=20)
+    time.sleep(0.5)
+    assert count(key) == 0
