@@ -43,6 +43,25 @@ def test_proxy_task_queue_routes_activity_to_its_activity_queue(client, uid):
     assert [h["input"]["task_queue"] for h in handle.history()] == ["orders", "payments"]
 
 
+def test_activity_registered_for_a_task_queue_runs_on_its_activity_queue(client, uid):
+    handle = client.start(wf.charge_flow, uid, 9.99, workflow_id=f"charge-{uid}")
+    assert handle.result(timeout=30) == {"amount": 9.99, "task_queue": "payments",
+                                         "routing_key": "payments-activity"}
+    assert count(uid) == 1
+
+
+def test_start_and_delay_from_the_definition(client, uid):
+    handle = wf.hello.start("def", workflow_id=f"def-{uid}")
+    assert handle.workflow_id == f"def-{uid}"
+    assert handle.result(timeout=30) == "Hello, def!"
+    generated = wf.hello.delay("gen")
+    assert generated.workflow_id.startswith("hello-")
+    assert generated.result(timeout=30) == "Hello, gen!"
+    by_name = client.start("hello", "name", workflow_id=f"name-{uid}")
+    assert by_name.result(timeout=30) == "Hello, name!"
+    assert by_name.describe()["workflow_name"] == "hello"
+
+
 def test_sync_and_async_activities_with_asyncio_gather(client, uid):
     handle = client.start(wf.gather_fetch, [1, 2, 3, 4], workflow_id=f"gather-{uid}")
     assert handle.result(timeout=30) == [2, 4, 6, 8]
@@ -128,6 +147,12 @@ def test_did_interrupt(client, uid):
 def test_suspension_is_not_swallowed_by_except_exception(client, uid):
     handle = client.start(wf.swallower, workflow_id=f"swallow-{uid}")
     assert handle.result(timeout=30) == "Hello, swallow!"
+
+
+def test_suspension_hidden_by_except_base_exception_is_still_acted_on(client, uid):
+    handle = client.start(wf.hider, workflow_id=f"hider-{uid}")
+    assert handle.result(timeout=30) == "Hello, hidden!"
+    assert history_rows(handle) == [(1, "activity", "greet", "completed")]
 
 
 def test_is_side_effect_allowed_true_once(client, uid):

@@ -319,3 +319,29 @@ async def admin_fix_and_retry(key: str) -> list[object]:
     first = await acts.counted(f"{key}-first", "one")
     second = await acts.admin_fixable(key)
     return [first, second]
+
+
+@activity(task_queue="payments")
+def charge_card(key: str, amount: float) -> dict[str, object]:
+    """Registered for task queue "payments": served on Celery queue "payments-activity"."""
+    from celery import current_task
+
+    bump(key)
+    delivery = dict(getattr(current_task.request, "delivery_info", None) or {})
+    return {"amount": amount, "task_queue": activity.get_context().task_queue,
+            "routing_key": delivery.get("routing_key")}
+
+
+@durable_workflow(task_queue="orders")
+async def charge_flow(key: str, amount: float) -> dict[str, object]:
+    """Calls an activity registered for another task queue, through a plain proxy."""
+    return await workflow.proxy_activities().charge_card(key, amount)
+
+
+@durable_workflow
+async def hider() -> str:
+    """Hides a suspension with ``except BaseException``: what it registered is still acted on."""
+    try:
+        return str(await workflow.proxy_activities().greet("hidden"))
+    except BaseException:  # noqa: BLE001 - what the test is about
+        return "hid the suspension"
