@@ -12,8 +12,9 @@ setting                             default  meaning
                                              whose publication was never confirmed
 ``DURABLE_STEP_REDRIVE_AFTER``      10       seconds before the sweeper re-requests a replay
                                              step for an execution with unobserved results
-``DURABLE_ACTIVITY_LEASE``          600      seconds an activity attempt without a
-                                             ``start_to_close_timeout`` may run before the
+``DURABLE_ACTIVITY_LEASE``          600      seconds an activity attempt may wait in its queue
+                                             before it starts, and one without a
+                                             ``start_to_close_timeout`` may run, before the
                                              sweeper re-drives it (its worker is presumed dead)
 ``DURABLE_ACTIVITY_LEASE_GRACE``    5        seconds added to a ``start_to_close_timeout``
                                              before the sweeper re-drives the attempt

@@ -5,15 +5,18 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from django.db import transaction
 from django.utils import timezone
 
 from ..errors import DurableError, DurableFatalError, DurableMaxedError, DurableTimeoutError
 from ..models import HistoryEvent, Timer, TimerKind
 from ..retry import RetryPolicy
+from .commands import started_activity_lease
 from .outbox import OutboxBatch
 from .steps import settle_and_continue
 
-__all__ = ["attempt_is_current", "record_activity_failure", "record_activity_result"]
+__all__ = ["attempt_is_current", "record_activity_failure", "record_activity_result",
+           "start_attempt"]
 
 #: Failures an activity raises to stop retrying: the workflow sees the same class.
 NOT_RETRIED = (DurableFatalError, DurableTimeoutError, DurableMaxedError)
@@ -24,6 +27,20 @@ def attempt_is_current(message: dict[str, Any]) -> bool:
     return HistoryEvent.objects.filter(
         pk=message["event"], status="scheduled", attempts=message["attempt"],
         execution__status__in=("pending", "running")).exists()
+
+
+def start_attempt(message: dict[str, Any]) -> bool:
+    """Mark this attempt as started, if it is still current; its start-to-close lease begins.
+
+    Returns:
+        ``False`` when the call is settled or a later attempt replaced this one (run nothing).
+    """
+    timeout = message.get("timeout")
+    return bool(HistoryEvent.objects.filter(
+        pk=message["event"], status="scheduled", attempts=message["attempt"],
+        execution__status__in=("pending", "running")).update(
+            lease_until=started_activity_lease(
+                timezone.now(), None if timeout is None else float(timeout))))
 
 
 def record_activity_result(message: dict[str, Any], value: Any,
@@ -54,15 +71,17 @@ def record_activity_failure(message: dict[str, Any], error: BaseException,
     policy = RetryPolicy.from_dict(message.get("retry_policy"))
     now = timezone.now()
     if not isinstance(error, NOT_RETRIED) and policy.allows_retry(attempt):
-        updated = HistoryEvent.objects.filter(
-            pk=message["event"], status="scheduled", attempts=attempt).update(
-                attempts=attempt + 1, error=stored, lease_until=None,
-                celery_task_id=celery_task_id)
-        if not updated:
-            return "stale"
-        Timer.objects.create(execution_id=message["execution"], event_id=message["event"],
-                             kind=TimerKind.ACTIVITY_RETRY,
-                             due_at=now + timedelta(seconds=policy.delay_before_retry(attempt)))
+        with transaction.atomic():  # never an attempt count bumped without its retry timer
+            updated = HistoryEvent.objects.filter(
+                pk=message["event"], status="scheduled", attempts=attempt).update(
+                    attempts=attempt + 1, error=stored, lease_until=None,
+                    celery_task_id=celery_task_id)
+            if not updated:
+                return "stale"
+            Timer.objects.create(
+                execution_id=message["execution"], event_id=message["event"],
+                kind=TimerKind.ACTIVITY_RETRY,
+                due_at=now + timedelta(seconds=policy.delay_before_retry(attempt)))
         return "retry"
     if not isinstance(error, NOT_RETRIED):
         stored = DurableMaxedError(str(stored["message"])).to_dict()

@@ -13,7 +13,7 @@ from .outbox import RUN_ACTIVITY_TASK, OutboxBatch
 from .signals import deliver_signal, take_buffered_signal
 
 __all__ = ["CommandHandler", "activity_lease", "activity_message", "apply_commands",
-           "register_command_handler"]
+           "register_command_handler", "started_activity_lease"]
 
 #: Acts on one new history row. Returns ``True`` when it settled an outcome this execution must
 #: replay at once (a buffered signal taken by a wait, a signal sent to itself).
@@ -47,6 +47,23 @@ def register_command_handler(kind: str, handler: CommandHandler) -> None:
 
 
 def activity_lease(now: datetime, timeout: float | None) -> datetime:
+    """When an attempt queued now is presumed lost if it has not started by then.
+
+    ``start_to_close_timeout`` counts from the start of an attempt, not from its scheduling: an
+    attempt waiting behind others in its queue is not lost. It gets ``DURABLE_ACTIVITY_LEASE``
+    to start; :func:`started_activity_lease` takes over when it does.
+
+    Args:
+        now: When the attempt is scheduled.
+        timeout: Its ``start_to_close_timeout`` (a longer one extends the queue lease).
+    """
+    seconds = float(durable_setting("DURABLE_ACTIVITY_LEASE"))
+    if timeout is not None:
+        seconds = max(seconds, timeout + float(durable_setting("DURABLE_ACTIVITY_LEASE_GRACE")))
+    return now + timedelta(seconds=seconds)
+
+
+def started_activity_lease(now: datetime, timeout: float | None) -> datetime:
     """When an attempt started now is presumed lost if no outcome arrived."""
     if timeout is None:
         return now + timedelta(seconds=float(durable_setting("DURABLE_ACTIVITY_LEASE")))

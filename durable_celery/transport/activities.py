@@ -12,7 +12,7 @@ from ..activity import ActivityContext, activity
 from ..errors import DurableTimeoutError, UnknownActivityError
 from ..registry import ActivityDefinition, find_activity
 from ..serialization import ensure_json
-from ..store.activities import attempt_is_current, record_activity_failure, record_activity_result
+from ..store.activities import record_activity_failure, record_activity_result, start_attempt
 
 __all__ = ["run_activity_attempt"]
 
@@ -27,7 +27,7 @@ def run_activity_attempt(message: dict[str, Any], celery_task_id: str | None) ->
     Returns:
         ``"completed"``, ``"retry"``, ``"failed"``, or ``"skipped"``.
     """
-    if not attempt_is_current(message):
+    if not start_attempt(message):
         logger.info("durable_celery: activity %s attempt %s is settled or replaced; skipped",
                     message["activity"], message["attempt"])
         return "skipped"

@@ -267,3 +267,17 @@ def test_workflow_function_retries_exhausted(client, uid):
     assert count(uid) == 2
     assert handle.describe()["attempt"] == 2
     assert handle.describe()["error"]["type"] == "DurableMaxedError"
+
+
+def test_activity_exceeding_start_to_close_timeout_fails_with_timeout_error(client, uid):
+    from durable_celery import DurableTimeoutError
+
+    handle = client.start(wf.timeout_flow, uid, 1.5, "300ms", workflow_id=f"stc-{uid}")
+    with pytest.raises(DurableTimeoutError) as info:
+        handle.result(timeout=30)
+    assert info.value.code == 596
+    assert "slow" in info.value.message and "0.3s" in info.value.message
+    assert count(f"{uid}-started") == 1  # not retried
+    (row,) = handle.history()
+    assert (row["status"], row["attempts"], row["error"]["type"]) == (
+        "failed", 1, "DurableTimeoutError")

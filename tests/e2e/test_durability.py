@@ -194,3 +194,28 @@ def test_lost_outbox_message_is_resent_by_sweeper(client, uid):
     assert handle.result(timeout=30) == "Hello, lost!"
     assert not OutboxMessage.objects.filter(pk=lost.pk).exists()
     assert history_rows(handle) == [(1, "activity", "greet", "completed")]
+
+
+def test_step_message_lost_after_publication_is_requested_again(client, uid):
+    from durable_celery.models import OutboxMessage
+
+    with capture_publishes(send=False) as sent:  # "published", then lost by the broker
+        handle = client.start(wf.hello, "vanished", workflow_id=f"vanished-{uid}")
+    pk = _execution(handle.workflow_id).pk
+    assert sent == [(REPLAY_STEP, "durable", [pk])]
+    assert not OutboxMessage.objects.filter(task_name=REPLAY_STEP, args=[pk]).exists()
+    assert handle.status() == "pending"
+    assert handle.result(timeout=30) == "Hello, vanished!"
+    assert history_rows(handle) == [(1, "activity", "greet", "completed")]
+
+
+def test_start_to_close_timeout_counts_from_start_not_from_scheduling(client, uid, start_worker):
+    """Activities queued behind others (one busy worker) are not presumed lost while queued."""
+    queue = f"backlog-{uid}"
+    start_worker([queue, f"{queue}-activity"], concurrency=1)
+    n = 8
+    handle = client.start(wf.backlog, uid, n, 0.4, "1s", workflow_id=f"backlog-{uid}",
+                          task_queue=queue)
+    assert handle.result(timeout=45) == ["slept 0.4"] * n
+    assert [count(f"{uid}-{i}-started") for i in range(n)] == [1] * n
+    assert [h["attempts"] for h in handle.history()] == [1] * n

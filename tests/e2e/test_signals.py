@@ -69,3 +69,12 @@ def test_signal_reaches_every_current_waiter(client, uid):
                    what="every wait registered")
     assert client.signal(signal_id, "broadcast") == 3
     assert [h.result(timeout=30) for h in handles] == ["broadcast"] * 3
+
+
+def test_workflow_signals_itself(client, uid):
+    signal_id = f"self-{uid}"
+    handle = client.start(wf.signal_self, signal_id, workflow_id=f"self-{uid}")
+    assert handle.result(timeout=30) == [signal_id, {"to": "self"}, ["again", f"{signal_id}-2"]]
+    assert history_rows(handle) == [
+        (1, "signal", signal_id, "completed"), (2, "wait", signal_id, "completed"),
+        (3, "wait", f"{signal_id}-2", "completed"), (4, "signal", f"{signal_id}-2", "completed")]

@@ -50,3 +50,13 @@ def test_malformed_duration_fails_clearly(client, uid):
     assert "soon-ish" in info.value.message
     assert "sleep_for" in info.value.message
     assert handle.history() == []
+
+
+def test_branches_take_positions_in_the_order_their_timers_fire(client, uid):
+    handle = client.start(wf.racing_branches, "700ms", "100ms", workflow_id=f"race2-{uid}")
+    assert handle.result(timeout=30) == [["slow", 0.7, "slow"], ["fast", 0.1, "fast"]]
+    rows = handle.history()
+    assert [(h["seq"], h["kind"]) for h in rows] == [
+        (1, "sleep"), (2, "sleep"), (3, "activity"), (4, "activity")]
+    assert [h["input"]["args"] for h in rows[2:]] == [["fast"], ["slow"]]
+    assert [h["result"] for h in rows[2:]] == ["fast", "slow"]

@@ -345,3 +345,46 @@ async def hider() -> str:
         return str(await workflow.proxy_activities().greet("hidden"))
     except BaseException:  # noqa: BLE001 - what the test is about
         return "hid the suspension"
+
+
+@activity
+def echo(value: object) -> object:
+    return value
+
+
+@durable_workflow
+async def racing_branches(slow: str, fast: str) -> list[object]:
+    """Two branches whose later calls take positions in the order their sleeps end."""
+    acts = workflow.proxy_activities()
+
+    async def branch(name: str, delay: str) -> object:
+        slept = await workflow.sleep_for(delay)
+        return [name, slept, await acts.echo(name)]
+
+    return await workflow.all(branch("slow", slow), branch("fast", fast))
+
+
+@durable_workflow
+async def signal_self(signal_id: str) -> list[object]:
+    """Signals itself before and after its own wait."""
+    sent = await workflow.signal(signal_id, {"to": "self"})
+    received = await workflow.wait_for(signal_id)
+    both = await workflow.all(workflow.wait_for(f"{signal_id}-2"),
+                              workflow.signal(f"{signal_id}-2", "again"))
+    return [sent, received, both]
+
+
+@durable_workflow
+async def timeout_flow(key: str, seconds: float, timeout: str) -> object:
+    acts = workflow.proxy_activities(start_to_close_timeout=timeout,
+                                     retry_policy=RetryPolicy(maximum_attempts=3,
+                                                              initial_interval="100ms"))
+    return await acts.slow(key, seconds)
+
+
+@durable_workflow
+async def backlog(key: str, n: int, seconds: float, timeout: str) -> list[object]:
+    """``n`` parallel activities of ``seconds`` each, each well within ``timeout`` once started."""
+    acts = workflow.proxy_activities(start_to_close_timeout=timeout,
+                                     retry_policy=RetryPolicy(maximum_attempts=0))
+    return await workflow.all(*(acts.slow(f"{key}-{i}", seconds) for i in range(n)))
