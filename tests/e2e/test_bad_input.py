@@ -141,3 +141,21 @@ def test_duplicate_workflow_id_while_running(client, uid):
     # a finished id may be started again
     again = client.start(wf.hello, "again", workflow_id=workflow_id)
     assert again.result(timeout=30) == "Hello, again!"
+
+
+def test_non_json_activity_result_fails_workflow_clearly(client, uid):
+    handle = client.start(wf.non_json_activity_result, workflow_id=f"setres-{uid}")
+    with pytest.raises(NotJSONSerializableError) as info:
+        handle.result(timeout=30)
+    assert "returns_set" in info.value.message
+    (row,) = handle.history()
+    assert (row["status"], row["attempts"]) == ("failed", 1)
+
+
+def test_real_asyncio_sleep_in_workflow_fails_clearly(client, uid):
+    from durable_celery import WorkflowSandboxError
+
+    handle = client.start(wf.real_sleeper, workflow_id=f"realsleep-{uid}")
+    with pytest.raises(WorkflowSandboxError) as info:
+        handle.result(timeout=30)
+    assert "sleep_for" in info.value.message

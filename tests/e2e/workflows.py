@@ -388,3 +388,20 @@ async def backlog(key: str, n: int, seconds: float, timeout: str) -> list[object
     acts = workflow.proxy_activities(start_to_close_timeout=timeout,
                                      retry_policy=RetryPolicy(maximum_attempts=0))
     return await workflow.all(*(acts.slow(f"{key}-{i}", seconds) for i in range(n)))
+
+
+@activity
+def returns_set() -> object:
+    return {1, 2}
+
+
+@durable_workflow
+async def non_json_activity_result() -> object:
+    return await workflow.proxy_activities(
+        retry_policy=RetryPolicy(maximum_attempts=2, initial_interval="100ms")).returns_set()
+
+
+@durable_workflow
+async def real_sleeper() -> str:
+    await asyncio.sleep(0.1)
+    return "slept for real"
