@@ -140,3 +140,31 @@ def test_read_only_models_are_listed(client, make_user):
         response = client.get(reverse(f"admin:durable_celery_{model}_changelist"))
         assert response.status_code == 200, model
         assert reverse(f"admin:durable_celery_{model}_add") not in response.content.decode()
+
+
+def test_read_paths_change_nothing(client, make_user, uid):
+    """Pages and read subcommands work from the database alone (no worker) and write nothing."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from durable_celery.models import HistoryEvent, WorkflowExecution
+
+    ns = f"ro-{uid}"
+    _make_executions(ns, 2)
+    execution = WorkflowExecution.objects.get(namespace=ns, workflow_id=f"{ns}-0")
+    HistoryEvent.objects.create(execution=execution, seq=1, kind="wait", name=f"s-{uid}")
+
+    def snapshot() -> tuple[object, ...]:
+        return (list(WorkflowExecution.objects.filter(namespace=ns).values()),
+                list(HistoryEvent.objects.filter(execution__namespace=ns).values()))
+
+    before = snapshot()
+    client.force_login(make_user(operate=True))
+    assert client.get(reverse("admin:durable_celery_workflowexecution_change",
+                              args=[execution.pk])).status_code == 200
+    assert client.get(reverse(CHANGELIST), {"namespace": ns}).status_code == 200
+    for args in (["list"], ["describe", execution.workflow_id],
+                 ["history", execution.workflow_id]):
+        call_command("durable", *args, "--namespace", ns, "--json", stdout=StringIO())
+    assert snapshot() == before
