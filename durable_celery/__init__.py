@@ -35,6 +35,7 @@ from .errors import (
     did_interrupt,
 )
 from .handle import WorkflowHandle
+from .interceptors import clear_interceptors, register_activity_interceptor, register_interceptor
 from .registry import durable_workflow
 from .retry import RetryPolicy
 
@@ -64,8 +65,11 @@ __all__ = [
     "WorkflowNotRunningError",
     "WorkflowSandboxError",
     "activity",
+    "clear_interceptors",
     "did_interrupt",
     "durable_workflow",
     "errors",
+    "register_activity_interceptor",
+    "register_interceptor",
     "workflow",
 ]

@@ -16,3 +16,8 @@ class DurableCeleryConfig(AppConfig):
 
     def ready(self) -> None:
         from . import tasks  # noqa: F401 - registers the Celery tasks and worker hooks
+        from .interceptors import workflow_interceptors
+        from .store import data, observe, steps  # noqa: F401 - search, entity, emit, trace
+
+        # Steps ask the interceptor registry on every run.
+        steps.workflow_interceptors = workflow_interceptors  # type: ignore[assignment]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .conf import durable_setting
 from .durations import parse_duration
@@ -13,6 +13,9 @@ from .handle import WorkflowHandle
 from .registry import WorkflowDefinition, find_workflow
 from .retry import RetryPolicy
 from .serialization import json_roundtrip
+
+if TYPE_CHECKING:
+    from .transport.events import Subscription
 
 __all__ = ["DurableClient"]
 
@@ -121,19 +124,58 @@ class DurableClient:
 
     def search(self, workflow_name: str | None = None, status: str | None = None,
                namespace: str | None = None, **fields: Any) -> list[WorkflowHandle]:
-        """Workflows whose search fields equal every given value (an indexed query)."""
-        from .models import WorkflowExecution
+        """Workflows whose search fields equal every given value, newest first.
+
+        Values compare as text (``str(value)``). Each field is answered by the ``(key, value)``
+        index of the search fields, so the cost does not grow with the number of executions.
+        """
+        from .store.data import search_executions
 
         ns = namespace or self.namespace
-        qs = WorkflowExecution.objects.filter(namespace=ns)
-        if workflow_name:
-            qs = qs.filter(workflow_name=workflow_name)
-        if status:
-            qs = qs.filter(status=status)
-        for key, value in fields.items():
-            qs = qs.filter(search_attributes__key=key, search_attributes__value=str(value))
+        qs = search_executions(ns, workflow_name, status, fields)
         return [WorkflowHandle(wid, ns) for wid in qs.values_list("workflow_id", flat=True)]
 
+    def find_entities(self, entity: str, where: dict[str, Any] | None = None, *,
+                      status: str | None = None, limit: int | None = None, offset: int = 0,
+                      namespace: str | None = None, **conditions: Any) -> list[dict[str, Any]]:
+        """Workflows started with ``entity=entity`` whose document holds the given values.
+
+        Conditions are JSON equality at a path of the entity document: dotted paths in
+        ``where`` (``where={"user.status": "active"}``) or keyword paths with ``__``
+        (``user__status="active"``); both may be combined. On PostgreSQL the query uses the
+        GIN index on the document (``@>`` containment); on SQLite it compares JSON paths.
+
+        Example::
+
+            client.find_entities("user", user__status="active", limit=10)
+
+        Returns:
+            Newest first, dicts with ``workflow_id, workflow_name, entity, status, document,
+            created_at``.
+        """
+        from .store.data import find_entities
+
+        paths = dict(where or {})
+        paths.update({key.replace("__", "."): value for key, value in conditions.items()})
+        checked = json_roundtrip(paths, where="find_entities conditions")
+        return find_entities(namespace or self.namespace, entity, checked, status=status,
+                             limit=limit, offset=offset)
+
+    def subscribe(self, *topics: str) -> Subscription:
+        """Receive the events workflows ``emit`` on ``topics`` from now on.
+
+        Topics may be patterns (``order.*`` one word, ``order.#`` any number of words). Events
+        published before this call are not received.
+
+        Returns:
+            A :class:`~durable_celery.transport.events.Subscription`: ``get(timeout=None)``
+            returns ``(topic, payload)`` and raises ``SubscriptionTimeout`` (a ``TimeoutError``
+            and a ``queue.Empty``) when ``timeout`` passes; ``close()`` ends it (or use it as a
+            context manager).
+        """
+        from .transport.events import Subscription
+
+        return Subscription(topics)
 
 def _resolve(workflow: WorkflowDefinition | Callable[..., Any] | str,
              task_queue: str | None) -> tuple[str, str]:

@@ -8,15 +8,22 @@ from .activities import ActivityProxy, proxy_activities
 from .children import exec_child, execute_child, start_child
 from .control import all_ as all  # noqa: A004 - the public name of API.md
 from .control import did_interrupt, get_context, is_side_effect_allowed, random
+from .data import Entity, Search, enrich, entity, search
 from .hooks import exec_hook, exec_hook_batch, hook
 from .interrupts import interrupt
+from .observe import emit, trace
 from .signals import signal, wait_for
 from .timers import sleep_for
 
 __all__ = [
     "ActivityProxy",
+    "Entity",
+    "Search",
     "all",
     "did_interrupt",
+    "emit",
+    "enrich",
+    "entity",
     "exec_child",
     "exec_hook",
     "exec_hook_batch",
@@ -27,8 +34,10 @@ __all__ = [
     "is_side_effect_allowed",
     "proxy_activities",
     "random",
+    "search",
     "signal",
     "sleep_for",
     "start_child",
+    "trace",
     "wait_for",
 ]

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from ..durations import parse_duration
 from ..engine import DurableCall, current_context
+from ..interceptors import activity_interceptors
 from ..registry import registered_activities
 from ..retry import RetryPolicy
 from ..serialization import json_roundtrip
+from .intercept import intercepted_activity
 
 __all__ = ["ActivityProxy", "proxy_activities"]
 
@@ -29,30 +31,42 @@ class ActivityProxy:
         self._retry_policy = retry_policy
         self._timeout = start_to_close_timeout
 
-    def __getattr__(self, name: str) -> Callable[..., DurableCall]:
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
         if name.startswith("__"):
             raise AttributeError(name)
         if self._names is not None and name not in self._names:
             raise AttributeError(f"activity {name!r} is not among the activities this proxy "
                                  f"was given: {', '.join(sorted(self._names))}")
 
-        def call(*args: Any) -> DurableCall:
+        def call(*args: Any) -> Awaitable[Any]:
             return self._schedule(name, list(args))
 
         call.__name__ = name
         return call
 
-    def _schedule(self, name: str, args: list[Any]) -> DurableCall:
+    def _schedule(self, name: str, args: list[Any]) -> Awaitable[Any]:
         ctx = current_context()
         stored_args = json_roundtrip(args, where=f"arguments of activity {name!r}")
-        queue = self._task_queue or _registered_queue(name) or ctx.info.task_queue
-        return ctx.schedule("activity", name, {
-            "args": stored_args,
-            "task_queue": queue,
-            "retry_policy": self._retry_policy.to_dict(),
+        options: dict[str, Any] = {
+            "task_queue": self._task_queue or _registered_queue(name) or ctx.info.task_queue,
+            "retry_policy": self._retry_policy,
             "start_to_close_timeout": self._timeout,
             "headers": {},
-        }, throw_on_error=self._retry_policy.throw_on_error)
+        }
+        interceptors = activity_interceptors()
+        if interceptors:  # they run first and may change args and options (e.g. headers)
+            return intercepted_activity(interceptors, name, stored_args, options, self._record)
+        return self._record(name, stored_args, options)
+
+    def _record(self, name: str, args: list[Any], options: dict[str, Any]) -> DurableCall:
+        policy = RetryPolicy.coerce(options.get("retry_policy")) or self._retry_policy
+        return current_context().schedule("activity", name, {
+            "args": args,
+            "task_queue": options.get("task_queue"),
+            "retry_policy": policy.to_dict(),
+            "start_to_close_timeout": options.get("start_to_close_timeout"),
+            "headers": dict(options.get("headers") or {}),
+        }, throw_on_error=policy.throw_on_error)
 
 
 def proxy_activities(activities: Iterable[Callable[..., Any]] | None = None,

@@ -57,6 +57,8 @@ PACKAGE_ALL = sorted([
 
 WORKFLOW_ALL = sorted([
     "ActivityProxy",
+    "Entity",
+    "Search",
     "all",
     "did_interrupt",
     "emit",

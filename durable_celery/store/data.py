@@ -1,0 +1,225 @@
+"""Search fields and the entity document: the step operations behind ``workflow.search()`` and
+``workflow.entity()``, and the client's indexed queries over both.
+
+The operations run through the step port (:mod:`durable_celery.store.port`), inside the replay
+step's transaction while the execution row is locked: each write commits together with the history
+row that records its outcome, so a crash never applies it twice, and every thread of the
+execution (main and hooks) sees the others' writes in order.
+
+Search fields are :class:`~durable_celery.models.SearchAttribute` rows (text values, indexed by
+``(key, value)``). The entity document is ``WorkflowExecution.document``; operations change the
+locked, in-memory execution, which the step saves before it commits.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+from django.db import connection
+from django.db.models import Expression, F, QuerySet
+from django.db.models.fields.json import KeyTransform
+
+from ..errors import InvalidArgumentError
+from ..models import SearchAttribute, WorkflowExecution
+from . import documents as doc
+from .commands import CommandEffects
+from .port import register_step_operation
+
+__all__ = [
+    "entity_operation",
+    "entity_queryset",
+    "field_text",
+    "find_entities",
+    "search_executions",
+    "search_operation",
+]
+
+#: Longest text a search field may hold: values are indexed, and index rows have a size limit.
+MAX_FIELD_LENGTH = 2000
+
+
+def field_text(value: Any) -> str:
+    """How a search field value is stored: ``str(value)``; ``None`` becomes ``""``."""
+    return "" if value is None else str(value)
+
+
+def _number(text: str, field: str) -> int | float:
+    if text == "":
+        return 0
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        raise InvalidArgumentError(
+            f"search field {field!r} holds {text!r}, which is not a number") from None
+    if not math.isfinite(value):
+        raise InvalidArgumentError(f"search field {field!r} holds {text!r}, not a finite number")
+    return value
+
+
+def _store_number(execution: WorkflowExecution, field: str, value: int | float) -> int | float:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidArgumentError(f"search field {field!r} would become {value}, not a finite "
+                                   f"number")
+    SearchAttribute.objects.update_or_create(execution=execution, key=field,
+                                             defaults={"value": repr(value)})
+    return value
+
+
+def search_operation(execution: WorkflowExecution, effects: CommandEffects, operation: str,
+                     args: dict[str, Any]) -> Any:
+    """Apply one ``Search`` operation to the execution's fields and return its outcome."""
+    rows = SearchAttribute.objects.filter(execution=execution)
+    if operation == "session":
+        return True
+    if operation == "set":
+        values: dict[str, str] = args["fields"]
+        existing = set(rows.filter(key__in=list(values)).values_list("key", flat=True))
+        for key in existing:
+            rows.filter(key=key).update(value=values[key])
+        SearchAttribute.objects.bulk_create(
+            SearchAttribute(execution=execution, key=key, value=value)
+            for key, value in values.items() if key not in existing)
+        return len(values)
+    if operation in ("get", "mget"):
+        names: list[str] = [args["field"]] if operation == "get" else args["fields"]
+        found = dict(rows.filter(key__in=names).values_list("key", "value"))
+        texts = [found.get(name, "") for name in names]
+        return texts[0] if operation == "get" else texts
+    if operation == "delete":
+        deleted, _ = rows.filter(key__in=args["fields"]).delete()
+        return deleted
+    if operation in ("incr", "mult"):
+        field = args["field"]
+        text = rows.filter(key=field).values_list("value", flat=True).first()
+        if operation == "incr":
+            value = _number(text or "", field) + args["by"]
+        else:  # the product is stored directly; a missing field starts from 1
+            value = (1 if text in (None, "") else _number(text, field)) * args["by"]
+        return _store_number(execution, field, value)
+    raise InvalidArgumentError(f"unknown search operation {operation!r}")
+
+
+def entity_operation(execution: WorkflowExecution, effects: CommandEffects, operation: str,
+                     args: dict[str, Any]) -> Any:
+    """Apply one ``Entity`` operation to the execution's document and return its outcome.
+
+    The outcome is a copy: later operations of the same step must not change what an earlier
+    one recorded.
+    """
+    document = execution.document if isinstance(execution.document, dict) else {}
+    execution.document = document
+    path: Any = args.get("path")
+    value: Any = args.get("value")
+    result: Any
+    if operation == "session":
+        return True
+    if operation == "get":
+        result = doc.get_path(document, path)
+    elif operation == "set":
+        execution.document = document = copy.deepcopy(value)
+        result = document
+    elif operation == "merge":
+        result = doc.deep_merge(document, value)
+    elif operation == "append":
+        result = (doc.append_document(document, value) if path is None
+                  else doc.append_path(document, path, value))
+    elif operation == "prepend":
+        result = doc.prepend_path(document, path, value)
+    elif operation == "remove":
+        result = doc.remove_at(document, path, int(args["index"]))
+    elif operation == "increment":
+        result = doc.increment_path(document, path, args["by"])
+    elif operation == "toggle":
+        result = doc.toggle_path(document, path)
+    elif operation == "set_if_not_exists":
+        result = doc.set_if_missing(document, path, value)
+    elif operation == "delete":
+        result = doc.delete_path(document, path)
+    else:
+        raise InvalidArgumentError(f"unknown entity operation {operation!r}")
+    return copy.deepcopy(result)
+
+
+register_step_operation("search", search_operation)
+register_step_operation("entity", entity_operation)
+
+
+# -- client-side queries ---------------------------------------------------------------------
+
+
+def search_executions(namespace: str, workflow_name: str | None = None,
+                      status: str | None = None,
+                      fields: dict[str, Any] | None = None) -> QuerySet[WorkflowExecution]:
+    """Executions whose search fields equal every value of ``fields``, newest first.
+
+    Each field becomes ``id IN (SELECT execution_id … WHERE key = %s AND value = %s)``, which the
+    ``(key, value)`` index answers without reading other executions' fields.
+    """
+    qs = WorkflowExecution.objects.filter(namespace=namespace)
+    if workflow_name:
+        qs = qs.filter(workflow_name=workflow_name)
+    if status:
+        qs = qs.filter(status=status)
+    for key, value in (fields or {}).items():
+        matching = SearchAttribute.objects.filter(key=str(key), value=field_text(value))
+        qs = qs.filter(pk__in=matching.values("execution_id"))
+    return qs.order_by("-created_at", "-id")
+
+
+def _key_transform(path: str) -> Expression:
+    expression: Any = F("document")
+    for segment in path.split("."):
+        if not segment:
+            raise InvalidArgumentError(f"an entity path is dotted text such as 'user.status', "
+                                       f"got {path!r}")
+        expression = KeyTransform(segment, expression)
+    return expression  # type: ignore[no-any-return]
+
+
+def _nest(path: str, value: Any) -> dict[str, Any]:
+    nested: Any = value
+    for segment in reversed(path.split(".")):
+        nested = {segment: nested}
+    return nested  # type: ignore[no-any-return]
+
+
+def find_entities(namespace: str, entity: str, conditions: dict[str, Any],
+                  status: str | None = None, limit: int | None = None,
+                  offset: int = 0) -> list[dict[str, Any]]:
+    """Executions of entity type ``entity`` whose document holds each value at each dotted path.
+
+    On PostgreSQL the conditions also become one ``document @> {...}`` containment test, which the
+    GIN index ``durable_exec_document_gin`` answers; the exact per-path comparisons then keep only
+    true equality. SQLite compares the paths with its JSON functions.
+
+    Returns:
+        Newest first: ``workflow_id, workflow_name, entity, status, document, created_at``.
+    """
+    qs = entity_queryset(namespace, entity, conditions, status)
+    rows = qs.values("workflow_id", "workflow_name", "entity", "status", "document",
+                     "created_at")
+    end = None if limit is None else offset + limit
+    return [dict(row) for row in rows[offset:end]]
+
+
+def entity_queryset(namespace: str, entity: str, conditions: dict[str, Any],
+                    status: str | None = None) -> QuerySet[WorkflowExecution]:
+    """The query behind :func:`find_entities` (for EXPLAIN and further filtering)."""
+    qs = WorkflowExecution.objects.filter(namespace=namespace, entity=entity)
+    if status:
+        qs = qs.filter(status=status)
+    if conditions and connection.vendor == "postgresql":
+        containment: dict[str, Any] = {}
+        for path, value in conditions.items():
+            doc.deep_merge(containment, _nest(path, value))
+        qs = qs.filter(document__contains=containment)
+    for index, (path, value) in enumerate(conditions.items()):
+        alias = f"_durable_path_{index}"
+        qs = qs.alias(**{alias: _key_transform(path)}).filter(**{alias: value})
+    return qs.order_by("-created_at", "-id")
