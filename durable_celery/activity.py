@@ -36,14 +36,16 @@ class _Activity:
     """``@activity`` / ``@activity(name=..., task_queue=...)`` and ``activity.get_context()``.
 
     The decorated function stays callable as before and is also a real Celery task
-    (``greet.delay(...)``, ``greet.apply_async(...)``) named ``durable_celery.activity.<name>``.
+    (``greet.delay(...)``, ``greet.apply_async(...)``) named ``durable_celery.activity.<name>``
+    (``durable_celery.activity.<task_queue>.<name>`` when it names a task queue).
     """
 
     def __call__(self, function: Callable[..., Any] | None = None, /, *,
                  name: str | None = None, task_queue: str | None = None) -> Any:
         def register(fn: Callable[..., Any]) -> Callable[..., Any]:
             definition = register_activity(fn, name, task_queue)
-            _attach_celery_task(fn, definition.name, definition.is_async)
+            _attach_celery_task(fn, definition.name, definition.task_queue,
+                                definition.is_async)
             fn.__durable_activity__ = definition  # type: ignore[attr-defined]
             return fn
 
@@ -76,7 +78,8 @@ class _Activity:
 activity = _Activity()
 
 
-def _attach_celery_task(fn: Callable[..., Any], name: str, is_async: bool) -> None:
+def _attach_celery_task(fn: Callable[..., Any], name: str, task_queue: str | None,
+                        is_async: bool) -> None:
     from celery import shared_task
 
     body: Callable[..., Any]
@@ -86,7 +89,10 @@ def _attach_celery_task(fn: Callable[..., Any], name: str, is_async: bool) -> No
             return asyncio.run(fn(*args, **kwargs))
     else:
         body = fn
-    task = shared_task(name=f"durable_celery.activity.{name}", serializer="json")(body)
+    # Activities are registered per task queue, so the Celery task name carries the queue.
+    celery_name = (f"durable_celery.activity.{task_queue}.{name}" if task_queue
+                   else f"durable_celery.activity.{name}")
+    task = shared_task(name=celery_name, serializer="json")(body)
     fn.delay = task.delay  # type: ignore[attr-defined]
     fn.apply_async = task.apply_async  # type: ignore[attr-defined]
     fn.celery_task = task  # type: ignore[attr-defined]
