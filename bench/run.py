@@ -95,9 +95,8 @@ def _time_group(n: int, timeout: float = 600) -> float:
 
 
 def _throughput(count: int) -> float:
-    from durable_celery import DurableClient
-
     from bench.workflows import bench_one
+    from durable_celery import DurableClient
 
     client = DurableClient()
     started = time.perf_counter()

@@ -142,10 +142,12 @@ async def slow_child(key: str) -> object:
 
 @durable_workflow
 async def reviewer(doc: str, info: dict[str, object]) -> None:
-    """A hook: runs an activity and answers through the signal it was given."""
+    """A hook: runs an activity, writes the shared entity document, answers by signal."""
     verdict = await workflow.proxy_activities().greet(doc)
-    await workflow.signal(str(info["signal"]), {"doc": doc, "verdict": verdict,
-                                                "thread": workflow.get_context().workflow_dimension})
+    document = await workflow.entity()
+    await document.append("reviews", {"doc": doc, "verdict": verdict})
+    thread = workflow.get_context().workflow_dimension
+    await workflow.signal(str(info["signal"]), {"doc": doc, "verdict": verdict, "thread": thread})
 
 
 @durable_workflow
@@ -222,3 +224,15 @@ async def interrupts_itself(key: str) -> object:
     await workflow.interrupt(workflow.get_context().workflow_id, reason="nothing to do")
     await workflow.proxy_activities().counted(key)
     return "unreachable"
+
+
+@durable_workflow(name="orders", task_queue="orders")
+async def orders_entity(order_id: str) -> dict[str, object]:
+    """Found by entity: the entity name is both its task queue and its workflow name."""
+    ctx = workflow.get_context()
+    return {"order": order_id, "task_queue": ctx.task_queue, "name": ctx.workflow_name}
+
+
+@durable_workflow
+async def parent_by_entity(order_id: str, child_id: str) -> object:
+    return await workflow.exec_child(entity="orders", args=[order_id], workflow_id=child_id)

@@ -36,9 +36,9 @@ def test_parent_awaits_children_returning_nothing_and_a_string(client, uid):
     kinds = [(h["seq"], h["kind"], h["name"], h["status"]) for h in handle.history()]
     assert kinds == [(1, "child", "child_returns_nothing", "completed"),
                      (2, "child", "child_greets", "completed")]
-    children = client.search(namespace=None)  # every execution of the namespace
-    assert len([h for h in children
-                if h.describe()["parent_workflow_id"] == f"parent-{uid}"]) == 2
+    from durable_celery.models import WorkflowExecution
+
+    assert WorkflowExecution.objects.filter(parent_workflow_id=f"parent-{uid}").count() == 2
 
 
 def test_fan_out_of_children_with_workflow_all(client, uid):
@@ -142,7 +142,9 @@ def test_exec_hook_round_trip(client, uid):
     assert [(h["dimension"], h["seq"], h["kind"]) for h in history if h["dimension"] == ""] == [
         ("", 1, "hook"), ("", 2, "wait")]
     thread_rows = [(h["seq"], h["kind"]) for h in history if h["dimension"] == result["thread"]]
-    assert thread_rows == [(1, "activity"), (2, "signal")]
+    assert thread_rows == [(1, "activity"), (2, "entity"), (3, "entity"), (4, "signal")]
+    assert handle.describe()["entity"] == {
+        "reviews": [{"doc": f"doc-{uid}", "verdict": f"Hello, doc-{uid}!"}]}
 
 
 def test_exec_hook_batch_with_three_hooks(client, uid):
@@ -151,6 +153,8 @@ def test_exec_hook_batch_with_three_hooks(client, uid):
     result = handle.result(timeout=40)
     assert sorted(result) == sorted(docs)
     assert all(result[d]["verdict"] == f"Hello, {d}!" for d in docs)
+    reviews = handle.describe()["entity"]["reviews"]
+    assert sorted(r["doc"] for r in reviews) == sorted(docs)  # three threads, no lost append
     main = [(h["seq"], h["kind"]) for h in handle.history() if h["dimension"] == ""]
     assert main == [(1, "hook"), (2, "hook"), (3, "hook"), (4, "wait"), (5, "wait"), (6, "wait")]
 
@@ -239,3 +243,12 @@ def test_workflow_interrupting_itself_stops_there(client, uid):
         handle.result(timeout=20)
     time.sleep(0.5)
     assert count(key) == 0
+
+
+def test_child_addressed_by_entity(client, uid):
+    handle = client.start(cw.parent_by_entity, f"o-{uid}", f"order-{uid}",
+                          workflow_id=f"ent-{uid}")
+    assert handle.result(timeout=20) == {"order": f"o-{uid}", "task_queue": "orders",
+                                         "name": "orders"}
+    child = client.get_handle(f"order-{uid}").describe()
+    assert child["entity_type"] == "orders" and child["parent_workflow_id"] == f"ent-{uid}"

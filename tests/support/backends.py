@@ -1,6 +1,7 @@
 """Which real services a test session runs against, chosen by ``DURABLE_TEST_BACKEND``.
 
-* ``sqlite`` (default): SQLite file + Kombu ``filesystem://`` broker — the embedded setup, no server.
+* ``sqlite`` (default): SQLite file + Kombu ``filesystem://`` broker — the embedded setup,
+  no server.
 * ``postgres``: PostgreSQL 127.0.0.1:5432 + Redis 127.0.0.1:6379.
 * ``rabbitmq``: PostgreSQL + RabbitMQ 127.0.0.1:5672 (transport tests).
 
@@ -49,7 +50,7 @@ def service_problem(name: str) -> str | None:
     missing = [s for s in NEEDS[name] if not _reachable(*SERVICES[s])]
     if missing:
         return (f"backend {name!r} needs {', '.join(missing)} at "
-                f"{', '.join('%s:%d' % SERVICES[s] for s in missing)}, which did not answer")
+                f"{', '.join('{}:{}'.format(*SERVICES[s]) for s in missing)}, which did not answer")
     return None
 
 
