@@ -16,12 +16,14 @@ from celery.signals import worker_ready, worker_shutdown
 
 from .store.steps import run_replay_step
 from .transport.activities import run_activity_attempt
+from .transport.filesystem import install_filesystem_transport
 from .transport.publish import install_publisher
 from .transport.sweeper import start_sweeper
 
 __all__ = ["replay_step", "run_activity"]
 
 install_publisher()
+install_filesystem_transport()
 
 _DURABLE_TASK_OPTIONS: dict[str, Any] = {
     "acks_late": True,
