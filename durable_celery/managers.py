@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.db import connection, models
-from django.db.models import Q
 
 if TYPE_CHECKING:
     from .models import HistoryEvent, PendingSignal, WorkflowExecution  # noqa: F401
@@ -138,7 +137,3 @@ class OutboxQuerySet(models.QuerySet[Any]):
             qs = qs.select_for_update(skip_locked=True)
         return list(qs[:limit])
 
-
-def unobserved_filter() -> Q:
-    """The condition of :meth:`HistoryEventQuerySet.unobserved`, for use across relations."""
-    return Q(history__observed_step__isnull=True, history__status__in=("completed", "failed"))

@@ -128,6 +128,6 @@ def _interrupt(execution: WorkflowExecution, effects: CommandEffects, operation:
 
 
 register_command_handler("child", _start_awaited_child)
-register_step_operation("child", _start_child_now)
+register_step_operation("start", _start_child_now)
 register_step_operation("hook", _start_hook)
 register_step_operation("interrupt", _interrupt)

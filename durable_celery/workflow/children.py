@@ -8,11 +8,11 @@ from typing import Any
 
 from ..durations import parse_duration
 from ..engine import DurableCall, ReplayContext, current_context
-from ..errors import DurableError, InvalidArgumentError, UnknownWorkflowError
+from ..errors import InvalidArgumentError, UnknownWorkflowError
 from ..registry import WorkflowDefinition, find_workflow
 from ..retry import RetryPolicy
 from ..serialization import json_roundtrip
-from ._immediate import Immediate, ImmediateError
+from ._immediate import record_in_storage
 
 __all__ = ["exec_child", "execute_child", "start_child"]
 
@@ -67,13 +67,9 @@ def start_child(workflow: WorkflowDefinition | str | None = None, *,
     ctx = current_context()
     spec = _child_spec(ctx, workflow, workflow_name, args, task_queue, workflow_id, entity,
                        expire, retry_policy)
-    try:
-        child_id, _ = ctx.record_now(
-            "start", spec["workflow_name"],
-            lambda seq: ctx.port.perform("child", "start", _with_id(ctx, spec, seq)), spec)
-    except DurableError as error:
-        return ImmediateError(error)
-    return Immediate(child_id)
+    # The id is generated from the position this call is about to take.
+    return record_in_storage("start", spec["workflow_name"], _with_id(ctx, spec, ctx.counter + 1),
+                             "start")
 
 
 def _child_spec(ctx: ReplayContext, workflow: WorkflowDefinition | str | None,

@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..engine import current_context
-from ..errors import DurableError, InvalidArgumentError
+from ..errors import InvalidArgumentError
 from ..retry import RetryPolicy
 from ..serialization import json_roundtrip
-from ._immediate import Immediate, ImmediateError
+from ._immediate import record_in_storage
 from .control import all_
 from .signals import wait_for
 
@@ -45,12 +45,7 @@ def hook(task_queue: str | None = None, workflow_name: str | None = None,
         "args": json_roundtrip(list(args), where=f"arguments of hook {name!r}"),
         "retry_policy": policy.to_dict() if policy else None,
     }
-    try:
-        hook_id, _ = ctx.record_now("hook", name,
-                                    lambda _seq: ctx.port.perform("hook", "start", spec), spec)
-    except DurableError as error:
-        return ImmediateError(error)
-    return Immediate(hook_id)
+    return record_in_storage("hook", name, spec, "start")
 
 
 def exec_hook(task_queue: str | None = None, workflow_name: str | None = None,

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..engine import current_context
-from ..errors import DurableError
-from ._immediate import Immediate, ImmediateError
+from ._immediate import record_in_storage
 
 __all__ = ["interrupt"]
 
@@ -22,11 +20,5 @@ def interrupt(workflow_id: str, reason: str | None = None, descend: bool = False
     Raises:
         WorkflowNotFoundError: (on await) no workflow has this id.
     """
-    ctx = current_context()
     spec = {"workflow_id": workflow_id, "reason": reason, "descend": bool(descend)}
-    try:
-        ids, _ = ctx.record_now("interrupt", workflow_id,
-                                lambda _seq: ctx.port.perform("interrupt", "", spec), spec)
-    except DurableError as error:
-        return ImmediateError(error)
-    return Immediate(ids)
+    return record_in_storage("interrupt", workflow_id, spec)
