@@ -26,7 +26,7 @@ __all__ = ["Channel", "Transport", "install_filesystem_transport"]
 class Channel(filesystem.Channel):  # type: ignore[misc]
     """A filesystem channel whose messages appear in the queue folder atomically."""
 
-    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
+    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
         """Write ``payload`` to a hidden file, then rename it to its queue name."""
         name = f"{int(round(monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"
         final = os.path.join(self.data_folder_out, name)
@@ -50,4 +50,5 @@ def install_filesystem_transport() -> None:
     target = f"{__name__}:Transport"
     if kombu_transport.TRANSPORT_ALIASES.get("filesystem") != target:
         kombu_transport.TRANSPORT_ALIASES["filesystem"] = target
-        kombu_transport._transport_cache.pop("filesystem", None)
+        kombu_transport._transport_cache.pop(  # type: ignore[attr-defined]
+            "filesystem", None)
