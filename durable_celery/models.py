@@ -142,6 +142,9 @@ class HistoryEvent(models.Model):
     observed_step = models.PositiveIntegerField(
         null=True, blank=True, help_text="the replay step that first saw the outcome")
     celery_task_id = models.CharField(max_length=255, null=True, blank=True)
+    claimed_by = models.CharField(
+        max_length=255, null=True, blank=True,
+        help_text="the Celery delivery (task id) that owns the current activity attempt")
     lease_until = models.DateTimeField(
         null=True, blank=True, help_text="when a scheduled activity attempt is presumed lost")
     created_at = models.DateTimeField(auto_now_add=True)

@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from ..errors import DurableError, DurableFatalError, DurableMaxedError, DurableTimeoutError
@@ -15,30 +16,30 @@ from .commands import started_activity_lease
 from .outbox import OutboxBatch
 from .steps import settle_and_continue
 
-__all__ = ["attempt_is_current", "record_activity_failure", "record_activity_result",
+__all__ = ["record_activity_failure", "record_activity_result",
            "start_attempt"]
 
 #: Failures an activity raises to stop retrying: the workflow sees the same class.
 NOT_RETRIED = (DurableFatalError, DurableTimeoutError, DurableMaxedError)
 
 
-def attempt_is_current(message: dict[str, Any]) -> bool:
-    """Whether this attempt should run: its call is still open and no later attempt replaced it."""
-    return HistoryEvent.objects.filter(
-        pk=message["event"], status="scheduled", attempts=message["attempt"],
-        execution__status__in=("pending", "running")).exists()
+def start_attempt(message: dict[str, Any], celery_task_id: str | None) -> bool:
+    """Claim this attempt for this delivery, if it is still current; its lease begins.
 
-
-def start_attempt(message: dict[str, Any]) -> bool:
-    """Mark this attempt as started, if it is still current; its start-to-close lease begins.
+    A second copy of the message (another Celery task id) finds the attempt claimed and runs
+    nothing, even while the first copy is still running; a redelivery of the same message (same
+    task id, e.g. after its worker died) may run it again.
 
     Returns:
-        ``False`` when the call is settled or a later attempt replaced this one (run nothing).
+        ``False`` when the call is settled, a later attempt replaced this one, or another
+        delivery owns it (run nothing).
     """
     timeout = message.get("timeout")
     return bool(HistoryEvent.objects.filter(
+        Q(claimed_by__isnull=True) | Q(claimed_by=celery_task_id),
         pk=message["event"], status="scheduled", attempts=message["attempt"],
         execution__status__in=("pending", "running")).update(
+            claimed_by=celery_task_id,
             lease_until=started_activity_lease(
                 timezone.now(), None if timeout is None else float(timeout))))
 
@@ -74,7 +75,7 @@ def record_activity_failure(message: dict[str, Any], error: BaseException,
         with transaction.atomic():  # never an attempt count bumped without its retry timer
             updated = HistoryEvent.objects.filter(
                 pk=message["event"], status="scheduled", attempts=attempt).update(
-                    attempts=attempt + 1, error=stored, lease_until=None,
+                    attempts=attempt + 1, error=stored, lease_until=None, claimed_by=None,
                     celery_task_id=celery_task_id)
             if not updated:
                 return "stale"

@@ -237,8 +237,9 @@ def _redispatch(execution: WorkflowExecution, row: HistoryEvent, batch: OutboxBa
     row.observed_step = None
     row.completed_at = None
     row.celery_task_id = None
+    row.claimed_by = None
     row.lease_until = activity_lease(now, row.input.get("start_to_close_timeout"))
     row.save(update_fields=["status", "attempts", "error", "result", "observed_step",
-                            "completed_at", "celery_task_id", "lease_until"])
+                            "completed_at", "celery_task_id", "claimed_by", "lease_until"])
     queue = f"{row.input.get('task_queue') or execution.task_queue}-activity"
     batch.add(RUN_ACTIVITY_TASK, queue, [activity_message(execution, row)])

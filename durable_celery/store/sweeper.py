@@ -112,7 +112,8 @@ def redrive_lost_activities(now: datetime | None = None, limit: int = 100) -> in
                 event.attempts += 1
                 event.lease_until = activity_lease(now, event.input.get("start_to_close_timeout"))
                 event.error = {"type": "DurableRetryError", "message": lost, "code": 599}
-                event.save(update_fields=["attempts", "lease_until", "error"])
+                event.claimed_by = None
+                event.save(update_fields=["attempts", "lease_until", "error", "claimed_by"])
                 queue = f"{event.input.get('task_queue') or execution.task_queue}-activity"
                 batch.add(RUN_ACTIVITY_TASK, queue, [activity_message(execution, event)])
             elif HistoryEvent.objects.settle(event.pk, error=DurableMaxedError(lost).to_dict(),

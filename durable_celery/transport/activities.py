@@ -27,9 +27,9 @@ def run_activity_attempt(message: dict[str, Any], celery_task_id: str | None) ->
     Returns:
         ``"completed"``, ``"retry"``, ``"failed"``, or ``"skipped"``.
     """
-    if not start_attempt(message):
-        logger.info("durable_celery: activity %s attempt %s is settled or replaced; skipped",
-                    message["activity"], message["attempt"])
+    if not start_attempt(message, celery_task_id):
+        logger.info("durable_celery: activity %s attempt %s is settled, replaced or claimed "
+                    "by another delivery; skipped", message["activity"], message["attempt"])
         return "skipped"
     try:
         definition = find_activity(message["activity"], message.get("task_queue"))

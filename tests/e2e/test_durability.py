@@ -97,7 +97,7 @@ def test_duplicate_activity_message_via_transport(client, uid, start_worker):
     ((task, activity_queue, args),) = sent
     publish(task, activity_queue, args)
     publish(task, activity_queue, args)  # the same attempt delivered twice
-    start_worker([queue, f"{queue}-activity"], concurrency=1)  # the copies run one by one
+    start_worker([queue, f"{queue}-activity"], concurrency=2)  # the copies run side by side
     assert handle.result(timeout=30) == [1, "slept 0.1", 3]
     assert count(f"{uid}-first") == 1
     assert count(f"{uid}-started") == 1
