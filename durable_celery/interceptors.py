@@ -25,6 +25,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from .engine.replay import WorkflowInterceptor
+
 __all__ = [
     "ActivityInterceptor",
     "WorkflowInterceptor",
@@ -34,13 +36,6 @@ __all__ = [
     "register_interceptor",
     "workflow_interceptors",
 ]
-
-
-class WorkflowInterceptor(Protocol):
-    """Wraps every run of every workflow function."""
-
-    async def execute(self, ctx: dict[str, Any],
-                      next: Callable[[], Awaitable[Any]]) -> Any: ...  # noqa: A002
 
 
 class ActivityInterceptor(Protocol):
