@@ -126,17 +126,23 @@ def redrive_lost_activities(now: datetime | None = None, limit: int = 100) -> in
 
 
 def request_missed_steps(now: datetime | None = None) -> int:
-    """Request a step for executions that have news no step has seen for a while."""
+    """Request a step for executions that have news no step has seen for a while.
+
+    Each such execution is touched (``updated_at``) as it is re-requested, so while workers are
+    down it gets one request per ``DURABLE_STEP_REDRIVE_AFTER``, not one per sweep.
+    """
     now = now or timezone.now()
     before = now - timedelta(seconds=float(durable_setting("DURABLE_STEP_REDRIVE_AFTER")))
     pending = set(HistoryEvent.objects.unobserved().filter(
-        completed_at__lt=before, execution__status__in=("pending", "running"))
+        completed_at__lt=before, execution__updated_at__lt=before,
+        execution__status__in=("pending", "running"))
         .values_list("execution_id", "execution__task_queue").distinct())
     pending |= set(WorkflowExecution.objects.needing_step(before)
                    .values_list("pk", "task_queue"))
     if not pending:
         return 0
     with transaction.atomic():
+        WorkflowExecution.objects.filter(pk__in=[pk for pk, _ in pending]).update(updated_at=now)
         batch = OutboxBatch()
         for execution_pk, task_queue in pending:
             batch.request_step(execution_pk, task_queue)
