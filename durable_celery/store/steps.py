@@ -24,6 +24,7 @@ from ..models import (
 )
 from ..registry import find_workflow, registered_workflows
 from ..retry import RetryPolicy
+from ..telemetry import workflow_span
 from .commands import CommandEffects, apply_commands
 from .composition import notify_parent
 from .executions import interrupt_execution
@@ -114,7 +115,10 @@ def _step_once(execution: WorkflowExecution, batch: OutboxBatch) -> bool:
     step = execution.step_count + 1
     effects = CommandEffects(now, batch)
     port = StepPort(execution, effects)
-    replayed = [(thread, _replay(execution, thread, by_dimension, step, port)) for thread in due]
+    with workflow_span(f"step/{execution.workflow_name}", execution.namespace,
+                       execution.workflow_id, {"durable.step": step, "durable.threads": len(due)}):
+        replayed = [(thread, _replay(execution, thread, by_dimension, step, port))
+                    for thread in due]
     unobserved = [r.pk for r in rows if r.status in ("completed", "failed")
                   and r.observed_step is None]
     if unobserved:

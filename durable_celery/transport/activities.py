@@ -13,6 +13,7 @@ from ..errors import DurableTimeoutError, UnknownActivityError
 from ..registry import ActivityDefinition, find_activity
 from ..serialization import ensure_json
 from ..store.activities import record_activity_failure, record_activity_result, start_attempt
+from ..telemetry import workflow_span
 
 __all__ = ["run_activity_attempt"]
 
@@ -33,7 +34,10 @@ def run_activity_attempt(message: dict[str, Any], celery_task_id: str | None) ->
         return "skipped"
     try:
         definition = find_activity(message["activity"], message.get("task_queue"))
-        value = _invoke(definition, message)
+        with workflow_span(f"activity/{definition.name}", message.get("namespace") or "",
+                           message["workflow_id"], {"durable.activity": definition.name,
+                                                    "durable.attempt": message["attempt"]}):
+            value = _invoke(definition, message)
         ensure_json(value, where=f"the result of activity {message['activity']!r}")
     except Exception as error:  # every failure is recorded; the policy decides what follows
         logger.info("durable_celery: activity %s attempt %s failed: %s", message["activity"],

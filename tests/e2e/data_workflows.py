@@ -55,6 +55,7 @@ def _install_span_file_exporter() -> None:
                 for span in spans:
                     handle.write(json.dumps({"name": span.name,
                                              "attributes": dict(span.attributes or {}),
+                                             "trace_id": f"{span.context.trace_id:032x}",
                                              "pid": os.getpid()}) + "\n")
             return SpanExportResult.SUCCESS
 

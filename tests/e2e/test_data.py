@@ -234,6 +234,32 @@ def test_trace_records_one_span_per_call(client, uid):
     assert [k for k, _ in _kinds(handle)] == ["trace", "activity", "activity", "trace"]
 
 
+def test_one_trace_per_workflow_with_step_and_activity_spans(client, uid):
+    pytest.importorskip("opentelemetry.sdk.trace")
+    from durable_celery.telemetry import workflow_trace_ids
+
+    workflow_id = f"trace1-{uid}"
+    handle = client.start(dw.traced, uid, workflow_id=workflow_id)
+    assert handle.result(timeout=30) is True
+
+    def of_workflow() -> list[dict]:
+        path = dw.spans_path()
+        with open(path, encoding="utf-8") as spans_file:
+            spans = [json.loads(line) for line in spans_file if line.strip()]
+        return [s for s in spans if s["attributes"].get("durable.workflow_id") == workflow_id]
+
+    def finished() -> list[dict] | None:
+        found = of_workflow()
+        return found if any(s["attributes"].get("stage") == "end" for s in found) else None
+
+    spans = wait_until(finished, what="the workflow's spans")
+    names = [s["name"] for s in spans]
+    assert len([n for n in names if n == "step/traced"]) == 3  # one per replay step
+    assert len([n for n in names if n.startswith("activity/")]) == 2
+    expected = f"{workflow_trace_ids('durable', workflow_id)[0]:032x}"
+    assert {s["trace_id"] for s in spans} == {expected}  # steps, activities, trace() alike
+
+
 # --- interceptors -----------------------------------------------------------------------------
 
 
