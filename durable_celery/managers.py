@@ -55,11 +55,12 @@ class ExecutionQuerySet(models.QuerySet["WorkflowExecution"]):
 class HistoryEventQuerySet(models.QuerySet["HistoryEvent"]):
     """Verbs over history rows."""
 
-    def for_replay(self, execution_id: int) -> HistoryEventQuerySet:
-        """Everything the replay of an execution's threads reads, in one query."""
-        return self.filter(execution_id=execution_id).only(
-            "id", "seq", "dimension", "kind", "name", "status", "result", "error",
-            "observed_step").order_by("dimension", "seq")
+    def for_replay(self, execution_id: int) -> Any:
+        """Everything the replay of an execution's threads reads, in one query, as tuples
+        ``(pk, seq, dimension, kind, name, status, result, error, observed_step)``."""
+        return self.filter(execution_id=execution_id).order_by("dimension", "seq").values_list(
+            "pk", "seq", "dimension", "kind", "name", "status", "result", "error",
+            "observed_step")
 
     def settle(self, pk: int, *, result: Any = None, error: dict[str, Any] | None = None,
                now: datetime, celery_task_id: str | None = None,

@@ -100,11 +100,14 @@ def _step_while_needed(execution: WorkflowExecution, batch: OutboxBatch) -> None
 
 def _step_once(execution: WorkflowExecution, batch: OutboxBatch) -> bool:
     """One replay step of every thread with news. Returns whether to step again right away."""
-    rows = list(HistoryEvent.objects.for_replay(execution.pk))
+    by_dimension: dict[str, list[HistoryRecord]] = defaultdict(list)
+    unobserved: list[int] = []
+    for pk, *fields in HistoryEvent.objects.for_replay(execution.pk):
+        record = HistoryRecord(*fields)
+        by_dimension[record.dimension].append(record)
+        if record.resolved and record.observed_step is None:
+            unobserved.append(pk)
     threads = list(WorkflowThread.objects.filter(execution=execution, status="running"))
-    by_dimension: dict[str, list[HistoryEvent]] = defaultdict(list)
-    for row in rows:
-        by_dimension[row.dimension].append(row)
     due: list[WorkflowThread | None] = []
     if _has_news(by_dimension[""], execution.step_requested):
         due.append(None)
@@ -119,8 +122,6 @@ def _step_once(execution: WorkflowExecution, batch: OutboxBatch) -> bool:
                        execution.workflow_id, {"durable.step": step, "durable.threads": len(due)}):
         replayed = [(thread, _replay(execution, thread, by_dimension, step, port))
                     for thread in due]
-    unobserved = [r.pk for r in rows if r.status in ("completed", "failed")
-                  and r.observed_step is None]
     if unobserved:
         HistoryEvent.objects.filter(pk__in=unobserved).update(observed_step=step)
     execution.step_count = step
@@ -149,13 +150,12 @@ def _step_once(execution: WorkflowExecution, batch: OutboxBatch) -> bool:
     return (settled_now or effects.wake_self) and execution.is_active
 
 
-def _has_news(rows: list[HistoryEvent], requested: bool) -> bool:
-    return requested or any(r.status in ("completed", "failed") and r.observed_step is None
-                            for r in rows)
+def _has_news(records: list[HistoryRecord], requested: bool) -> bool:
+    return requested or any(r.resolved and r.observed_step is None for r in records)
 
 
 def _replay(execution: WorkflowExecution, thread: WorkflowThread | None,
-            by_dimension: dict[str, list[HistoryEvent]], step: int,
+            by_dimension: dict[str, list[HistoryRecord]], step: int,
             port: StepPort) -> StepOutcome | None:
     """Replay the main thread (``thread is None``) or one hook thread."""
     name = execution.workflow_name if thread is None else thread.workflow_name
@@ -170,10 +170,8 @@ def _replay(execution: WorkflowExecution, thread: WorkflowThread | None,
         namespace=execution.namespace, workflow_dimension=dimension,
         parent_workflow_id=execution.parent_workflow_id,
         origin_workflow_id=execution.origin_workflow_id, expire=execution.expire, step=step)
-    records = [HistoryRecord(r.seq, r.dimension, r.kind, r.name, r.status, r.result, r.error,
-                             r.observed_step) for r in by_dimension[dimension]]
     args = execution.args if thread is None else thread.args
-    return ReplayStep(definition.function, args, info, records,
+    return ReplayStep(definition.function, args, info, by_dimension[dimension],
                       workflow_interceptors(),  # type: ignore[arg-type]
                       port=port).run()
 

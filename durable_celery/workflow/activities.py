@@ -45,28 +45,40 @@ class ActivityProxy:
         return call
 
     def _schedule(self, name: str, args: list[Any]) -> Awaitable[Any]:
-        ctx = current_context()
-        stored_args = json_roundtrip(args, where=f"arguments of activity {name!r}")
-        options: dict[str, Any] = {
-            "task_queue": self._task_queue or _registered_queue(name) or ctx.info.task_queue,
+        interceptors = activity_interceptors()
+        if interceptors:  # they run first and may change args and options (e.g. headers)
+            stored_args = json_roundtrip(args, where=f"arguments of activity {name!r}")
+            return intercepted_activity(interceptors, name, stored_args, self._options(name),
+                                        self._record)
+        return self._record(name, args, None)
+
+    def _options(self, name: str) -> dict[str, Any]:
+        return {
+            "task_queue": self._task_queue or _registered_queue(name)
+            or current_context().info.task_queue,
             "retry_policy": self._retry_policy,
             "start_to_close_timeout": self._timeout,
             "headers": {},
         }
-        interceptors = activity_interceptors()
-        if interceptors:  # they run first and may change args and options (e.g. headers)
-            return intercepted_activity(interceptors, name, stored_args, options, self._record)
-        return self._record(name, stored_args, options)
 
-    def _record(self, name: str, args: list[Any], options: dict[str, Any]) -> DurableCall:
-        policy = RetryPolicy.coerce(options.get("retry_policy")) or self._retry_policy
-        return current_context().schedule("activity", name, {
-            "args": args,
-            "task_queue": options.get("task_queue"),
-            "retry_policy": policy.to_dict(),
-            "start_to_close_timeout": options.get("start_to_close_timeout"),
-            "headers": dict(options.get("headers") or {}),
-        }, throw_on_error=policy.throw_on_error)
+    def _record(self, name: str, args: list[Any],
+                options: dict[str, Any] | None) -> DurableCall:
+        policy = (RetryPolicy.coerce(options.get("retry_policy")) if options else None) \
+            or self._retry_policy
+        ctx = current_context()
+
+        def details(_seq: int) -> dict[str, Any]:
+            # Only a new call needs these; a replayed one returns its stored outcome.
+            chosen = options if options is not None else self._options(name)
+            return {
+                "args": json_roundtrip(args, where=f"arguments of activity {name!r}"),
+                "task_queue": chosen.get("task_queue") or ctx.info.task_queue,
+                "retry_policy": policy.to_dict(),
+                "start_to_close_timeout": chosen.get("start_to_close_timeout"),
+                "headers": dict(chosen.get("headers") or {}),
+            }
+
+        return ctx.schedule("activity", name, details, throw_on_error=policy.throw_on_error)
 
 
 def proxy_activities(activities: Iterable[Callable[..., Any]] | None = None,
