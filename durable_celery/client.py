@@ -92,7 +92,8 @@ class DurableClient:
         return send_signal(namespace or self.namespace, signal_id, payload)
 
     def hook(self, *, workflow_id: str, workflow_name: str, task_queue: str | None = None,
-             args: list[Any] | tuple[Any, ...] = (), namespace: str | None = None) -> str:
+             args: list[Any] | tuple[Any, ...] = (), namespace: str | None = None,
+             retry_policy: RetryPolicy | dict[str, Any] | None = None) -> str:
         """Run ``workflow_name`` as a hook thread inside the running workflow ``workflow_id``.
 
         The thread shares the workflow's search fields and entity document.
@@ -116,7 +117,9 @@ class DurableClient:
         with transaction.atomic():
             target = WorkflowExecution.objects.lock(get_execution(ns, workflow_id).pk)
             assert target is not None
-            thread = start_hook_thread(target, workflow_name, task_queue, stored_args)
+            policy = RetryPolicy.coerce(retry_policy)
+            thread = start_hook_thread(target, workflow_name, task_queue, stored_args,
+                                       policy.to_dict() if policy else None)
             batch = OutboxBatch()
             batch.request_step(target.pk, target.task_queue)
             batch.commit()

@@ -189,6 +189,8 @@ class WorkflowThread(models.Model):
     status = models.CharField(max_length=16, choices=ExecutionStatus.choices,
                               default=ExecutionStatus.RUNNING)
     error = models.JSONField(null=True, blank=True)
+    retry_policy = models.JSONField(null=True, blank=True)
+    attempt = models.PositiveIntegerField(default=1, help_text="try number of the hook function")
     step_requested = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     completed_at = models.DateTimeField(null=True, blank=True)
@@ -211,6 +213,7 @@ class TimerKind(models.TextChoices):
     WAIT_TIMEOUT = "wait_timeout", "wait timeout"
     ACTIVITY_RETRY = "activity_retry", "activity retry"
     WORKFLOW_RETRY = "workflow_retry", "workflow retry"
+    HOOK_RETRY = "hook_retry", "hook retry"
 
 
 class Timer(models.Model):
@@ -220,6 +223,8 @@ class Timer(models.Model):
                                   related_name="timers")
     event = models.ForeignKey(HistoryEvent, on_delete=models.CASCADE, null=True, blank=True,
                               related_name="timers")
+    thread = models.ForeignKey(WorkflowThread, on_delete=models.CASCADE, null=True, blank=True,
+                               related_name="timers")
     kind = models.CharField(max_length=20, choices=TimerKind.choices)
     due_at = models.DateTimeField()
     created_at = models.DateTimeField(auto_now_add=True)

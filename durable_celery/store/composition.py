@@ -15,7 +15,8 @@ from .executions import create_execution, interrupt_execution
 from .outbox import OutboxBatch
 from .port import register_step_operation
 
-__all__ = ["child_outcome_for_parent", "notify_parent", "start_hook_thread"]
+__all__ = ["child_outcome_for_parent", "fail_hook_waiters", "notify_parent",
+           "start_hook_thread"]
 
 #: Error codes a parent sees unchanged from its child; anything else reaches it as fatal (598).
 TYPED_CHILD_CODES = (596, 597, 598, 599, 410)
@@ -77,8 +78,11 @@ def notify_parent(child: WorkflowExecution, batch: OutboxBatch) -> None:
 
 
 def start_hook_thread(target: WorkflowExecution, workflow_name: str, task_queue: str | None,
-                      args: list[Any]) -> WorkflowThread:
+                      args: list[Any],
+                      retry_policy: dict[str, Any] | None = None) -> WorkflowThread:
     """Create a hook thread inside ``target`` (call inside a transaction).
+
+    Its failures are retried by ``retry_policy`` (default ``RetryPolicy()``).
 
     Raises:
         WorkflowNotRunningError: ``target`` has ended.
@@ -89,7 +93,32 @@ def start_hook_thread(target: WorkflowExecution, workflow_name: str, task_queue:
             f"not started")
     return WorkflowThread.objects.create(
         execution=target, dimension=f"h{uuid.uuid4().hex[:12]}", workflow_name=workflow_name,
-        task_queue=task_queue or target.task_queue, args=args)
+        task_queue=task_queue or target.task_queue, args=args, retry_policy=retry_policy)
+
+
+def fail_hook_waiters(execution: WorkflowExecution, thread: WorkflowThread,
+                      error: dict[str, Any], effects: CommandEffects) -> bool:
+    """Settle the ``exec_hook`` waits for a hook that failed for good with its error.
+
+    The hook's last argument names the signal its caller waits for (``{"signal": id,
+    "$durable": True}``); without one nobody waits and nothing happens.
+
+    Returns:
+        Whether a wait of ``execution`` itself was settled (it must step again).
+    """
+    info = thread.args[-1] if thread.args else None
+    if not (isinstance(info, dict) and info.get("$durable") and info.get("signal")):
+        return False
+    settled_here = False
+    waiting = HistoryEvent.objects.waiting_for(execution.namespace, str(info["signal"]))
+    for pk, waiter_pk, task_queue in waiting.values_list("pk", "execution_id",
+                                                         "execution__task_queue"):
+        if HistoryEvent.objects.settle(pk, error=error, now=effects.now):
+            if waiter_pk == execution.pk:
+                settled_here = True
+            else:
+                effects.batch.request_step(waiter_pk, task_queue)
+    return settled_here
 
 
 def _find_target(execution: WorkflowExecution, workflow_id: str) -> WorkflowExecution:
@@ -107,7 +136,7 @@ def _start_hook(execution: WorkflowExecution, effects: CommandEffects, operation
     """Port operation of ``workflow.hook``: create the thread in the step's transaction."""
     target = _find_target(execution, spec["workflow_id"])
     thread = start_hook_thread(target, spec["workflow_name"], spec.get("task_queue"),
-                               spec["args"])
+                               spec["args"], spec.get("retry_policy"))
     if target.pk == execution.pk:
         effects.wake_self = True
     else:

@@ -26,7 +26,7 @@ from ..registry import find_workflow, registered_workflows
 from ..retry import RetryPolicy
 from ..telemetry import workflow_span
 from .commands import CommandEffects, apply_commands
-from .composition import notify_parent
+from .composition import fail_hook_waiters, notify_parent
 from .executions import interrupt_execution
 from .outbox import OutboxBatch
 from .port import StepPort
@@ -140,7 +140,7 @@ def _step_once(execution: WorkflowExecution, batch: OutboxBatch) -> bool:
         if thread is None:
             _record_outcome(execution, outcome, now, effects)
         else:
-            _record_thread_outcome(thread, outcome, now)
+            settled_now |= _record_thread_outcome(execution, thread, outcome, effects)
     if execution.is_active:
         execution.save()
     if effects.interrupt_self is not None and execution.is_active:
@@ -199,19 +199,39 @@ def _record_outcome(execution: WorkflowExecution, outcome: StepOutcome, now: dat
         _finish(execution, ExecutionStatus.FAILED, error=error, now=now, batch=effects.batch)
 
 
-def _record_thread_outcome(thread: WorkflowThread, outcome: StepOutcome, now: datetime) -> None:
+def _record_thread_outcome(execution: WorkflowExecution, thread: WorkflowThread,
+                           outcome: StepOutcome, effects: CommandEffects) -> bool:
+    """Record how a hook thread's step ended; ``True`` if that settled a wait of this execution.
+
+    A failed hook is retried by its retry policy on a stored timer; when it fails for good, an
+    ``exec_hook`` waiting for its answer receives the failure instead of waiting forever.
+    """
     thread.step_requested = False
+    settled_here = False
     if outcome.status == StepStatus.COMPLETED:
         thread.status = ExecutionStatus.COMPLETED
-        thread.completed_at = now
+        thread.completed_at = effects.now
     elif outcome.status == StepStatus.FAILED:
         assert outcome.error is not None
-        thread.status = ExecutionStatus.FAILED
-        thread.error = describe_error(outcome.error)
-        thread.completed_at = now
-        logger.warning("hook %s [%s] of workflow %s failed: %s", thread.workflow_name,
-                       thread.dimension, thread.execution_id, thread.error["message"])
+        error = describe_error(outcome.error)
+        policy = RetryPolicy.from_dict(thread.retry_policy)
+        if outcome.retryable and policy.allows_retry(thread.attempt):
+            Timer.objects.create(execution=execution, thread=thread, kind=TimerKind.HOOK_RETRY,
+                                 due_at=effects.now + _seconds(
+                                     policy.delay_before_retry(thread.attempt)))
+            thread.attempt += 1
+            thread.error = error
+        else:
+            if outcome.retryable:
+                error = DurableMaxedError(str(error["message"])).to_dict()
+            thread.status = ExecutionStatus.FAILED
+            thread.error = error
+            thread.completed_at = effects.now
+            settled_here = fail_hook_waiters(execution, thread, error, effects)
+            logger.warning("hook %s [%s] of workflow %s failed: %s", thread.workflow_name,
+                           thread.dimension, execution.workflow_id, error["message"])
     thread.save()
+    return settled_here
 
 
 def _finish(execution: WorkflowExecution, status: str, *, now: datetime, batch: OutboxBatch,

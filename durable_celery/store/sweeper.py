@@ -17,6 +17,7 @@ from ..models import (
     Timer,
     TimerKind,
     WorkflowExecution,
+    WorkflowThread,
 )
 from ..retry import RetryPolicy
 from .commands import activity_lease, activity_message
@@ -56,6 +57,11 @@ def _fire(timer: Timer, now: datetime, batch: OutboxBatch) -> None:
         WorkflowExecution.objects.filter(pk=execution.pk).update(step_requested=True,
                                                                  updated_at=now)
         batch.request_step(execution.pk, execution.task_queue)
+        return
+    if timer.kind == TimerKind.HOOK_RETRY:
+        if timer.thread_id is not None and WorkflowThread.objects.filter(
+                pk=timer.thread_id, status="running").update(step_requested=True):
+            batch.request_step(execution.pk, execution.task_queue)
         return
     if timer.event_id is None:
         return

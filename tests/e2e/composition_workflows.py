@@ -236,3 +236,31 @@ async def orders_entity(order_id: str) -> dict[str, object]:
 @durable_workflow
 async def parent_by_entity(order_id: str, child_id: str) -> object:
     return await workflow.exec_child(entity="orders", args=[order_id], workflow_id=child_id)
+
+
+@durable_workflow
+async def flaky_reviewer(key: str, failures: int, info: dict[str, object]) -> None:
+    """A hook that fails its first ``failures`` runs (counted), then answers."""
+    if not workflow.get_context().replaying:
+        runs = bump(key)
+        if runs <= failures:
+            raise RuntimeError(f"hook failure {runs}")
+    await workflow.signal(str(info["signal"]), "reviewed")
+
+
+@durable_workflow
+async def review_with_flaky_hook(key: str, failures: int, retries: int) -> object:
+    return await workflow.exec_hook(
+        workflow_name="flaky_reviewer", args=[key, failures],
+        retry_policy=RetryPolicy(maximum_attempts=retries, initial_interval="100ms"))
+
+
+@durable_workflow
+async def review_with_failing_hook(key: str) -> dict[str, object]:
+    try:
+        await workflow.exec_hook(workflow_name="flaky_reviewer", args=[key, 99],
+                                 retry_policy=RetryPolicy(maximum_attempts=1,
+                                                          initial_interval="100ms"))
+    except DurableError as error:
+        return {"type": type(error).__name__, "message": error.message}
+    return {"type": None}

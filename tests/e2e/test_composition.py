@@ -252,3 +252,22 @@ def test_child_addressed_by_entity(client, uid):
                                          "name": "orders"}
     child = client.get_handle(f"order-{uid}").describe()
     assert child["entity_type"] == "orders" and child["parent_workflow_id"] == f"ent-{uid}"
+
+
+def test_failed_hook_is_retried_by_its_policy(client, uid):
+    from durable_celery.models import WorkflowThread
+
+    key = f"flakyhook-{uid}"
+    handle = client.start(cw.review_with_flaky_hook, key, 2, 3, workflow_id=f"fh-{uid}")
+    assert handle.result(timeout=30) == "reviewed"
+    assert count(key) == 3
+    thread = WorkflowThread.objects.get(execution__workflow_id=f"fh-{uid}")
+    assert (thread.status, thread.attempt) == ("completed", 3)
+
+
+def test_hook_failing_for_good_reaches_the_waiting_exec_hook(client, uid):
+    key = f"deadhook-{uid}"
+    handle = client.start(cw.review_with_failing_hook, key, workflow_id=f"dh-{uid}")
+    assert handle.result(timeout=30) == {"type": "DurableMaxedError",
+                                         "message": "hook failure 2"}
+    assert count(key) == 2  # the first run and its one retry
