@@ -32,9 +32,14 @@ _DURABLE_TASK_OPTIONS: dict[str, Any] = {
 }
 
 
-@shared_task(name="durable_celery.replay_step", bind=True, **_DURABLE_TASK_OPTIONS)
+@shared_task(name="durable_celery.replay_step", bind=True, ignore_result=True,
+             **_DURABLE_TASK_OPTIONS)
 def replay_step(self: Task, execution_pk: int) -> None:
-    """Replay the execution ``execution_pk`` while it has outcomes no step has seen."""
+    """Replay the execution ``execution_pk`` while it has outcomes no step has seen.
+
+    Its result is always ``None`` and the history is the record, so none is stored; activity
+    tasks keep theirs (each history row links to its Celery task's result).
+    """
     run_replay_step(int(execution_pk))
 
 
