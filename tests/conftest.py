@@ -8,13 +8,19 @@ test uses ids of its own instead.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from tests.support.backends import configure_environment, service_problem
+from tests.support.workers import WorkerProcess
 
 BACKEND = configure_environment()
+
+#: Queues the shared worker consumes. Tests that kill workers use their own queues.
+SHARED_QUEUES = ["durable", "durable-activity", "orders", "orders-activity",
+                 "payments-activity"]
 
 
 def _ci() -> bool:
@@ -63,3 +69,33 @@ def db_access(django_db_setup: None, django_db_blocker: pytest.FixtureRequest) -
     """Open database access for a test without wrapping it in a transaction."""
     with django_db_blocker.unblock():  # type: ignore[attr-defined]
         yield
+
+
+@pytest.fixture(scope="session")
+def shared_worker(django_db_setup: None) -> Iterator[WorkerProcess]:
+    """A prefork worker (2 processes) consuming the shared test queues for the whole session."""
+    worker = WorkerProcess(SHARED_QUEUES, "shared", BACKEND.workdir, concurrency=2).start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def uid() -> str:
+    """A fresh id fragment for this test's workflows, signals and counters."""
+    return uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def start_worker(django_db_setup: None) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start extra workers (e.g. to kill them); all are stopped after the test."""
+    started: list[WorkerProcess] = []
+
+    def start(queues: list[str], concurrency: int = 1) -> WorkerProcess:
+        worker = WorkerProcess(queues, f"w{len(started)}-{uuid.uuid4().hex[:6]}",
+                               BACKEND.workdir, concurrency=concurrency).start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()

@@ -1,5 +1,6 @@
-"""Fixtures of the admin and operations tests: the e2e worker fixtures, a ``DurableClient``
-named ``durable`` (pytest-django's ``client`` stays the Django test client) and staff users."""
+"""Fixtures of the admin and operations tests (the shared worker is in tests/conftest.py): a
+``DurableClient`` named ``durable`` (pytest-django's ``client`` stays the Django test client)
+and staff users."""
 
 from __future__ import annotations
 
@@ -8,9 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import shared_worker, start_worker, uid  # noqa: F401 - fixtures
-
-__all__ = ["durable", "make_user", "shared_worker", "start_worker", "uid"]
+__all__ = ["durable", "make_user"]
 
 
 @pytest.fixture

@@ -57,6 +57,50 @@ def service_problem(name: str) -> str | None:
 _backend: Backend | None = None
 
 
+def _claim_redis_database() -> int:
+    """A Redis database no other live test session uses (sessions running side by side would
+    otherwise consume each other's messages); emptied, and released when this process exits."""
+    import atexit
+
+    import redis
+
+    token = f"{socket.gethostname()}:{os.getpid()}"
+    for number in range(1, 16):
+        try:
+            db = redis.Redis(host="127.0.0.1", port=6379, db=number, socket_timeout=2)
+            if db.set("durable-test-session", token, nx=True, ex=3600):
+                db.flushdb()
+                db.set("durable-test-session", token, ex=3600)
+                atexit.register(lambda db=db: db.flushdb())
+                return number
+        except redis.RedisError:
+            break  # no Redis: the session's service check reports it
+    return 1 + os.getpid() % 14
+
+
+def _claim_rabbitmq_vhost() -> str:
+    """A RabbitMQ virtual host of this session's own, deleted when this process exits.
+
+    Falls back to the default vhost when ``rabbitmqctl`` is not available.
+    """
+    import atexit
+    import subprocess
+
+    vhost = f"durable-test-{os.getpid()}"
+    if not _reachable(*SERVICES["rabbitmq"]):
+        return ""
+    try:
+        subprocess.run(["rabbitmqctl", "add_vhost", vhost], check=True, capture_output=True,
+                       timeout=60)
+        subprocess.run(["rabbitmqctl", "set_permissions", "-p", vhost, "guest", ".*", ".*",
+                        ".*"], check=True, capture_output=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    atexit.register(lambda: subprocess.run(["rabbitmqctl", "delete_vhost", vhost],
+                                           capture_output=True, timeout=60))
+    return vhost
+
+
 def configure_environment() -> Backend:
     """Choose this session's database and broker and export them for Django and the workers."""
     global _backend
@@ -75,8 +119,8 @@ def configure_environment() -> Backend:
     else:
         pg_database = f"durable_test_{os.getpid()}"
         database_url = f"postgres://postgres@127.0.0.1:5432/{pg_database}"
-        broker_url = (f"redis://127.0.0.1:6379/{1 + os.getpid() % 14}" if name == "postgres"
-                      else "amqp://guest:guest@127.0.0.1:5672//")
+        broker_url = (f"redis://127.0.0.1:6379/{_claim_redis_database()}" if name == "postgres"
+                      else f"amqp://guest:guest@127.0.0.1:5672/{_claim_rabbitmq_vhost()}")
     os.environ["DATABASE_URL"] = database_url
     os.environ["CELERY_BROKER_URL"] = broker_url
     os.environ["DURABLE_IMPORTS"] = ("tests.e2e.workflows,tests.e2e.composition_workflows,"
