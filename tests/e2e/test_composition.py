@@ -8,16 +8,8 @@ import pytest
 
 from durable_celery import DurableInterruptedError, InvalidArgumentError
 from tests.e2e import composition_workflows as cw
+from tests.e2e.helpers import wait_until
 from tests.support.counters import count
-
-
-def _wait_until(predicate, timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _status(client, workflow_id: str) -> str:
@@ -65,7 +57,7 @@ def test_children_waiting_for_signals_through_their_handles(client, uid):
     ids = [f"kid-a-{uid}", f"kid-b-{uid}"]
     handle = client.start(cw.parent_of_waiting_children, f"sa-{uid}", f"sb-{uid}", ids,
                           workflow_id=f"waiters-{uid}")
-    _wait_until(lambda: all(_status(client, i) == "running" for i in ids), what="children")
+    wait_until(lambda: all(_status(client, i) == "running" for i in ids), what="children")
     client.get_handle(ids[1]).signal(f"sb-{uid}", {"n": 2})
     client.get_handle(ids[0]).signal(f"sa-{uid}", {"n": 1})
     assert handle.result(timeout=20) == [{"n": 1}, {"n": 2}]
@@ -74,7 +66,7 @@ def test_children_waiting_for_signals_through_their_handles(client, uid):
 def test_lineage_three_levels_deep_and_through_a_parallel_group(client, uid):
     root, middle, leaf = f"root-{uid}", f"middle-{uid}", f"leaf-{uid}"
     handle = client.start(cw.lineage_root, middle, leaf, f"lin-{uid}", workflow_id=root)
-    _wait_until(lambda: _status(client, middle) == "completed", what="middle child")
+    wait_until(lambda: _status(client, middle) == "completed", what="middle child")
     client.signal(f"lin-{uid}", "go")
     result = handle.result(timeout=20)
     assert result[1] == "go"
@@ -123,7 +115,7 @@ def test_worker_killed_while_child_runs_parent_still_gets_result(client, uid, st
     worker = start_worker([queue, f"{queue}-activity"])
     key = f"slowkid-{uid}"
     handle = client.start(cw.parent_of_slow_child, key, queue, workflow_id=f"pk-{uid}")
-    _wait_until(lambda: count(f"{key}-started") >= 1, what="slow activity start")
+    wait_until(lambda: count(f"{key}-started") >= 1, what="slow activity start")
     worker.kill()
     start_worker([queue, f"{queue}-activity"])
     assert handle.result(timeout=60) == "slept 2.0"
@@ -168,7 +160,7 @@ def test_hook_that_would_loop_forever_is_refused(client, uid):
 def test_hook_fires_exactly_once_across_replays(client, uid):
     key = f"hookonce-{uid}"
     handle = client.start(cw.fire_hook_then_wait, key, f"hk-{uid}", workflow_id=f"hk-{uid}")
-    _wait_until(lambda: count(key) == 1, what="hook run")
+    wait_until(lambda: count(key) == 1, what="hook run")
     client.signal(f"hk-{uid}", "done")
     assert handle.result(timeout=20) == "done"
     assert count(key) == 1
@@ -176,7 +168,7 @@ def test_hook_fires_exactly_once_across_replays(client, uid):
 
 def test_client_hook_runs_inside_a_running_workflow(client, uid):
     handle = client.start(cw.waits_for_outside_hook, f"oh-{uid}", workflow_id=f"oh-{uid}")
-    _wait_until(lambda: handle.status() == "running", what="workflow start")
+    wait_until(lambda: handle.status() == "running", what="workflow start")
     hook_id = client.hook(workflow_id=f"oh-{uid}", workflow_name="outside_hook",
                           args=[f"oh-{uid}", "x"])
     assert handle.result(timeout=20) == {"from": "hook", "value": "x"}
@@ -190,7 +182,7 @@ def test_interrupt_sleeping_workflow_timer_never_fires(client, uid):
     from durable_celery.models import Timer
 
     handle = client.start(cw.child_sleeps, "2s", f"never-{uid}", workflow_id=f"sleepy-{uid}")
-    _wait_until(lambda: any(h["kind"] == "sleep" for h in handle.history()), what="sleep")
+    wait_until(lambda: any(h["kind"] == "sleep" for h in handle.history()), what="sleep")
     assert handle.interrupt(reason="stop it") == [f"sleepy-{uid}"]
     assert handle.status() == "interrupted"
     assert not Timer.objects.filter(execution__workflow_id=f"sleepy-{uid}").exists()
@@ -208,7 +200,7 @@ def test_interrupt_descend_reaches_children_and_grandchild(client, uid):
     ids = [f"c1-{uid}", f"c2-{uid}"]
     grandchild = f"gc-{uid}"
     handle = client.start(cw.parent_of_sleepers, ids, grandchild, workflow_id=f"tree-{uid}")
-    _wait_until(lambda: _status(client, grandchild) == "running", what="grandchild")
+    wait_until(lambda: _status(client, grandchild) == "running", what="grandchild")
     interrupted = handle.interrupt(reason="shut down", descend=True)
     assert sorted(interrupted) == sorted([f"tree-{uid}", *ids, grandchild])
     for workflow_id in [f"tree-{uid}", *ids, grandchild]:
@@ -218,9 +210,9 @@ def test_interrupt_descend_reaches_children_and_grandchild(client, uid):
 def test_activity_finishing_after_interrupt_changes_nothing(client, uid):
     key = f"late-{uid}"
     handle = client.start(cw.slow_then_more, key, workflow_id=f"late-{uid}")
-    _wait_until(lambda: count(f"{key}-started") == 1, what="slow activity start")
+    wait_until(lambda: count(f"{key}-started") == 1, what="slow activity start")
     handle.interrupt()
-    _wait_until(lambda: count(f"{key}-finished") == 1, what="slow activity end")
+    wait_until(lambda: count(f"{key}-finished") == 1, what="slow activity end")
     time.sleep(1.0)
     assert handle.status() == "interrupted"
     assert [h["status"] for h in handle.history()] == ["cancelled"]
