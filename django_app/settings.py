@@ -106,7 +106,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 
 # --- Celery (read by django_app/celery.py with namespace CELERY) -------------------------------
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "memory://")
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "memory://localhost/")
 _broker_dir = os.environ.get("DURABLE_BROKER_DIR", str(BASE_DIR / ".broker"))
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = (
     {"data_folder_in": _broker_dir, "data_folder_out": _broker_dir,

@@ -138,6 +138,16 @@ def _open_work(execution: WorkflowExecution) -> dict[str, Any]:
     return {"timers": timers, "waits": waits, "scheduled": running}
 
 
+def _hook_threads(execution: WorkflowExecution) -> list[dict[str, Any]]:
+    """The execution's hook threads: which function, in which history dimension, how it ended."""
+    return [
+        {"thread": thread, "colour": STATUS_COLOURS.get(thread.status, "#333"),
+         "duration": format_duration(thread.created_at, thread.completed_at),
+         "error": (thread.error or {}).get("message", "")}
+        for thread in execution.threads.order_by("created_at", "id")
+    ]
+
+
 def detail_context(execution: WorkflowExecution) -> dict[str, Any]:
     """Everything the workflow page renders (a fixed number of queries)."""
     search = list(execution.search_attributes.order_by("key").values_list("key", "value"))
@@ -153,6 +163,7 @@ def detail_context(execution: WorkflowExecution) -> dict[str, Any]:
         "document_size": len(json.dumps(execution.document, default=str)),
         "search": search,
         "timeline": _timeline(execution),
+        "hook_threads": _hook_threads(execution),
         **_lineage(execution),
         **_open_work(execution),
     }

@@ -169,3 +169,15 @@ def test_read_paths_change_nothing(client, make_user, uid):
                  ["history", execution.workflow_id]):
         call_command("durable", *args, "--namespace", ns, "--json", stdout=StringIO())
     assert snapshot() == before
+
+
+def test_workflow_page_shows_hook_threads_and_entity(client, durable, make_user, uid):
+    from tests.e2e import composition_workflows as cw
+
+    handle = durable.start(cw.review, f"doc-{uid}", workflow_id=f"adm-hook-{uid}")
+    thread = handle.result(timeout=30)["thread"]
+    client.force_login(make_user())
+    body = client.get(detail_url(handle.workflow_id)).content.decode()
+    assert 'id="dc-hooks"' in body and "Hook threads (1)" in body
+    assert f"<code>{thread}</code>" in body and "reviewer" in body
+    assert f"doc-{uid}" in body  # the entity document the hook wrote
