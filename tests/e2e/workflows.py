@@ -202,14 +202,6 @@ async def failing_workflow(key: str, failures: int) -> str:
     return f"ok after {runs}"
 
 
-@durable_workflow
-async def crash_survivor(key: str, seconds: float) -> list[object]:
-    acts = workflow.proxy_activities(start_to_close_timeout="30s",
-                                     retry_policy=RetryPolicy(initial_interval="100ms"))
-    first = await acts.counted(f"{key}-first", 1)
-    middle = await acts.slow(key, seconds)
-    last = await acts.counted(f"{key}-last", 3)
-    return [first, middle, last]
 
 
 @durable_workflow(task_queue="orders")
@@ -291,7 +283,8 @@ async def interrupt_probe(key: str) -> dict[str, object]:
 
 @durable_workflow
 async def crash_survivor_fast(key: str, seconds: float) -> list[object]:
-    """crash_survivor with a short start_to_close_timeout, so a lost attempt is re-driven soon."""
+    """Three activities, the middle one slow (a window to kill its worker in); the short
+    start_to_close_timeout gets a lost attempt re-driven soon."""
     acts = workflow.proxy_activities(start_to_close_timeout="3s",
                                      retry_policy=RetryPolicy(initial_interval="100ms"))
     first = await acts.counted(f"{key}-first", 1)
