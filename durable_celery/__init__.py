@@ -7,7 +7,9 @@ models: the client and handle reach the store only when called.
 
 from __future__ import annotations
 
-from . import errors, workflow
+__version__ = "0.2.0"
+
+from . import errors, workflow  # noqa: E402
 from .activity import activity
 from .client import DurableClient
 from .errors import (
@@ -40,6 +42,7 @@ from .registry import durable_workflow
 from .retry import RetryPolicy
 
 __all__ = [
+    "__version__",
     "DuplicateWorkflowError",
     "DurableChildError",
     "DurableClient",

@@ -44,11 +44,11 @@ class ExecutionQuerySet(models.QuerySet["WorkflowExecution"]):
         return qs.first()
 
     def named(self, namespace: str, workflow_id: str) -> ExecutionQuerySet:
-        """The execution with this id in this namespace (at most one)."""
+        """Every run of this workflow id in this namespace (at most one of them active)."""
         return self.filter(namespace=namespace, workflow_id=workflow_id)
 
     def needing_step(self, before: datetime) -> ExecutionQuerySet:
-        """Active executions that asked for a step before ``before`` and did not get one."""
+        """Active runs that asked for a step before ``before`` and did not get one."""
         return self.active().filter(step_requested=True, updated_at__lt=before)
 
 
@@ -63,8 +63,8 @@ class HistoryEventQuerySet(models.QuerySet["HistoryEvent"]):
             "observed_step")
 
     def settle(self, pk: int, *, result: Any = None, error: dict[str, Any] | None = None,
-               now: datetime, celery_task_id: str | None = None,
-               attempt: int | None = None) -> bool:
+               now: datetime, celery_task_id: str | None = None, attempt: int | None = None,
+               worker_id: int | None = None, observed_step: int | None = None) -> bool:
         """Record the outcome of a scheduled call; the first writer wins.
 
         Args:
@@ -73,19 +73,26 @@ class HistoryEventQuerySet(models.QuerySet["HistoryEvent"]):
             error: The error dict when it failed.
             now: Completion time.
             celery_task_id: The Celery task that produced the outcome.
-            attempt: When given, only that attempt may record a failure (a stale one cannot).
+            attempt: When given, only that attempt may record it (a stale one cannot).
+            worker_id: When given, only an attempt this process holds (or one nobody holds,
+                completed from elsewhere) may record it.
+            observed_step: The step that sees the outcome as it is recorded (the sequential
+                path records the outcome and its step together).
 
         Returns:
             Whether this call recorded the outcome (``False``: it was already settled).
         """
         qs = self.filter(pk=pk, status="scheduled")
-        fields: dict[str, Any] = {"completed_at": now, "lease_until": None}
+        if attempt is not None:
+            qs = qs.filter(attempts=attempt)
+        if worker_id is not None:
+            qs = qs.filter(models.Q(worker_id=worker_id) | models.Q(worker__isnull=True))
+        fields: dict[str, Any] = {"completed_at": now, "lease_until": None,
+                                  "observed_step": observed_step}
         if error is None:
             fields.update(status="completed", result=result)
         else:
             fields.update(status="failed", error=error)
-            if attempt is not None:
-                qs = qs.filter(attempts=attempt)
         if celery_task_id is not None:
             fields["celery_task_id"] = celery_task_id
         return bool(qs.update(**fields))
@@ -100,9 +107,9 @@ class HistoryEventQuerySet(models.QuerySet["HistoryEvent"]):
                            execution__namespace=namespace,
                            execution__status__in=("pending", "running"))
 
-    def lost_activities(self, now: datetime) -> HistoryEventQuerySet:
-        """Scheduled activity attempts whose lease ran out (their worker is presumed gone)."""
-        return self.filter(kind="activity", status="scheduled", lease_until__lt=now,
+    def open_activities(self) -> HistoryEventQuerySet:
+        """Activity calls still waiting for an outcome, in runs that are still active."""
+        return self.filter(kind="activity", status="scheduled",
                            execution__status__in=("pending", "running"))
 
 

@@ -35,7 +35,7 @@ class Command(BaseCommand):
 
         from django_app.examples import order_flow
         from durable_celery import DurableClient
-        from durable_celery.transport.sweeper import start_sweeper
+        from durable_celery.transport.worker import start_worker_runtime, stop_worker_runtime
 
         call_command("migrate", verbosity=0)
         order_id = options["order"] or f"demo-{int(time.time())}"
@@ -45,7 +45,7 @@ class Command(BaseCommand):
         with start_worker(current_app, pool="threads", concurrency=4, perform_ping_check=False,
                           queues=["durable", "durable-activity"], loglevel="WARNING",
                           shutdown_timeout=30):
-            sweeper = start_sweeper()
+            start_worker_runtime()
             client = DurableClient()
             handle = order_flow.start(order_id, "sku-42", 2, 19.99, options["sleep"],
                                       workflow_id=f"order-{order_id}")
@@ -53,8 +53,7 @@ class Command(BaseCommand):
             try:
                 result = self._narrate(client, handle, order_id, options["timeout"])
             finally:
-                if sweeper is not None:
-                    sweeper.stop()
+                stop_worker_runtime()
         self.stdout.write(self.style.SUCCESS("result: " + json.dumps(result, indent=2)))
         self.stdout.write(
             "\nSee it in the admin:\n"
