@@ -79,6 +79,7 @@ class WorkflowInfo:
     origin_workflow_id: str | None = None
     expire: float | None = None
     step: int = 1
+    run_id: str = ""
 
 
 class DurableCall:

@@ -171,7 +171,7 @@ def _replay(execution: WorkflowExecution, thread: WorkflowThread | None,
         parent_workflow_id=execution.parent_workflow_id,
         origin_workflow_id=execution.origin_workflow_id, expire=execution.expire, step=step)
     args = execution.args if thread is None else thread.args
-    return ReplayStep(definition.function, args, info, by_dimension[dimension],
+    return ReplayStep(definition.entry, args, info, by_dimension[dimension],
                       workflow_interceptors(),  # type: ignore[arg-type]
                       port=port).run()
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from ..activity import ActivityContext, activity
 from ..errors import DurableTimeoutError, UnknownActivityError
+from ..payloads import decode_args, encode
 from ..registry import ActivityDefinition, find_activity
-from ..serialization import ensure_json
 from ..store.activities import record_activity_failure, record_activity_result, start_attempt
 from ..telemetry import workflow_span
 
@@ -37,8 +37,8 @@ def run_activity_attempt(message: dict[str, Any], celery_task_id: str | None) ->
         with workflow_span(f"activity/{definition.name}", message.get("namespace") or "",
                            message["workflow_id"], {"durable.activity": definition.name,
                                                     "durable.attempt": message["attempt"]}):
-            value = _invoke(definition, message)
-        ensure_json(value, where=f"the result of activity {message['activity']!r}")
+            value = encode(_invoke(definition, message),
+                           where=f"the result of activity {message['activity']!r}")
     except Exception as error:  # every failure is recorded; the policy decides what follows
         logger.info("durable_celery: activity %s attempt %s failed: %s", message["activity"],
                     message["attempt"], error)
@@ -51,7 +51,8 @@ def run_activity_attempt(message: dict[str, Any], celery_task_id: str | None) ->
 
 def _invoke(definition: ActivityDefinition, message: dict[str, Any]) -> Any:
     ctx = ActivityContext(
-        activity_name=definition.name, args=list(message.get("args", [])),
+        activity_name=definition.name, args=decode_args(
+            definition.function, message.get("args", []), where=f"activity {definition.name!r}"),
         workflow_id=message["workflow_id"], attempt=int(message["attempt"]),
         task_queue=message.get("task_queue") or "", headers=dict(message.get("headers") or {}))
     timeout = message.get("timeout")
