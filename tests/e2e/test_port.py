@@ -143,6 +143,23 @@ def test_a_client_without_the_definition_gets_the_plain_json(client, uid):
     assert isinstance(plain, dict) and plain["shipment_id"] == f"n-{uid}"
 
 
+def test_stored_arguments_that_do_not_fit_fail_the_run_at_once(client, uid):
+    from durable_celery import registry
+
+    definition = registry._workflows.pop("ship")  # a client that only knows the name
+    try:
+        handle = client.start("ship", {"shipment_id": "x"}, task_queue="durable",
+                              workflow_id=f"misfit-worker-{uid}")
+    finally:
+        registry._workflows["ship"] = definition
+    with pytest.raises(PayloadConversionError) as failed:
+        handle.result(timeout=30)
+    assert "argument 'shipment' of workflow 'ship'" in failed.value.message
+    assert "lines" in failed.value.message  # the missing field is named
+    assert handle.describe()["error"]["code"] == 598  # fatal: not retried
+    assert handle.history() == []
+
+
 def test_non_convertible_values_are_refused_at_the_call_and_nothing_is_stored(client, uid):
     with pytest.raises(TypeError) as caught:
         client.start(pw.ship, pw.Shipment(f"x-{uid}", [pw.Wrapper(pw.Opaque())]),  # type: ignore[list-item]

@@ -17,6 +17,7 @@ from durable_celery import activity, durable_workflow, registry, workflow
 from durable_celery.engine import StepStatus
 from durable_celery.errors import (
     DurableFatalError,
+    DurableMaxedError,
     NotJSONSerializableError,
     PayloadConversionError,
 )
@@ -354,3 +355,47 @@ def test_now_replays_the_recorded_value_not_the_clock() -> None:
     assert run_step(flow, [stored]).status == StepStatus.COMPLETED
     assert seen == [datetime(2001, 2, 3, 4, 5, 6, 123456, tzinfo=UTC)]
     assert info().run_id == ""  # the default the store leaves until runs have ids
+
+
+# -- results rebuilt where the workflow awaits them ---------------------------------------------
+
+
+def test_activity_and_child_results_are_rebuilt_in_the_workflow(clean_registry: None) -> None:
+    def unit_pick(lines: list[Item]) -> list[Item]:
+        return lines
+
+    def unit_single(item: Item) -> Item:
+        return item
+
+    activity(task_queue="unit-pick-q")(unit_pick)
+    activity(task_queue="unit-pick-q")(unit_single)
+    child = durable_workflow(unit_order_flow)
+    seen: list[Any] = []
+
+    async def flow() -> None:
+        seen.clear()  # every step replays from the top: keep what the last one saw
+        acts = workflow.proxy_activities(task_queue="unit-pick-q")
+        seen.append(await acts.unit_pick([Item("a", 1)]))
+        seen.append(await workflow.exec_child(child, args=[ORDER, "t"]))
+        seen.append(await acts.not_registered_here())
+        lenient = workflow.proxy_activities(task_queue="unit-pick-q",
+                                            retry_policy={"throw_on_error": False})
+        seen.append(await lenient.unit_single(Item("b", 2)))
+
+    sim = Sim(flow)
+    sim.step()
+    assert sim.records[1].kind == "activity"
+    sim.complete("unit_pick", [{"sku": "a", "quantity": 1}])
+    sim.step()
+    assert sim.records[2].kind == "child"
+    sim.complete("unit_order_flow", {"order_id": "o-1/t", "totalCents": 2}, kind="child")
+    sim.step()
+    sim.complete("not_registered_here", {"sku": "z", "quantity": 0})
+    sim.step()
+    sim.fail("unit_single", {"type": "DurableMaxedError", "message": "gave up", "code": 597})
+    assert sim.step().status == StepStatus.COMPLETED
+    assert seen[0] == [Item("a", 1)]
+    assert isinstance(seen[1], Receipt) and seen[1].total_cents == 2
+    assert seen[2] == {"sku": "z", "quantity": 0}  # unknown here: the plain JSON arrives
+    # throw_on_error=False: the error object comes back as it is, not "rebuilt" as an Item.
+    assert isinstance(seen[3], DurableMaxedError) and seen[3].message == "gave up"
