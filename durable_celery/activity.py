@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import CompleteAsyncError
-from .registry import register_activity
+from .registry import ActivityDefinition, add_activity
 
 __all__ = ["ActivityContext", "activity"]
 
@@ -72,16 +73,17 @@ class _Activity:
     The decorated function stays callable as before and is also a real Celery task
     (``greet.delay(...)``, ``greet.apply_async(...)``) named ``durable_celery.activity.<name>``
     (``durable_celery.activity.<task_queue>.<name>`` when it names a task queue).
+
+    A bound method registers by the method's name: ``activity(task_queue="q")(service.charge)``
+    returns a function that calls it and carries the Celery task; the worker that imports the
+    module holding this line runs the method of that same instance. Registration is all or
+    nothing: when a step fails, nothing is registered.
     """
 
     def __call__(self, function: Callable[..., Any] | None = None, /, *,
                  name: str | None = None, task_queue: str | None = None) -> Any:
         def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-            definition = register_activity(fn, name, task_queue)
-            _attach_celery_task(fn, definition.name, definition.task_queue,
-                                definition.is_async)
-            fn.__durable_activity__ = definition  # type: ignore[attr-defined]
-            return fn
+            return _register(fn, name, task_queue)
 
         return register(function) if function is not None else register
 
@@ -138,21 +140,57 @@ class _Activity:
 activity = _Activity()
 
 
-def _attach_celery_task(fn: Callable[..., Any], name: str, task_queue: str | None,
-                        is_async: bool) -> None:
+def _register(fn: Callable[..., Any], name: str | None,
+              task_queue: str | None) -> Callable[..., Any]:
+    """Register ``fn`` and return what the decorator returns; on any failure, nothing is."""
+    activity_name = name or getattr(fn, "__name__", None)
+    if not callable(fn) or not activity_name:
+        raise TypeError(f"@activity needs a function or a bound method (or name=), got {fn!r}")
+    definition = ActivityDefinition(activity_name, fn, task_queue)
+    add_activity(definition, dry_run=True)  # a name taken by another function
+    target = _bound_method_caller(fn, definition.is_async) if inspect.ismethod(fn) else fn
+    try:
+        target.__durable_activity__ = definition  # type: ignore[attr-defined]
+    except (AttributeError, TypeError):
+        raise TypeError(f"@activity cannot register {fn!r}: it takes no attributes; register "
+                        f"a function or a bound method") from None
+    try:
+        task = _celery_task(fn, definition.name, definition.task_queue, definition.is_async)
+    except BaseException:
+        del target.__durable_activity__  # type: ignore[attr-defined]
+        raise
+    target.delay = task.delay  # type: ignore[attr-defined]
+    target.apply_async = task.apply_async  # type: ignore[attr-defined]
+    target.celery_task = task  # type: ignore[attr-defined]
+    add_activity(definition)
+    return target
+
+
+def _bound_method_caller(method: Callable[..., Any], is_async: bool) -> Callable[..., Any]:
+    """A plain function calling ``method`` (a bound method takes no attributes of its own)."""
+    caller: Callable[..., Any]
+    if is_async:
+        async def caller(*args: Any, **kwargs: Any) -> Any:
+            return await method(*args, **kwargs)
+    else:
+        def caller(*args: Any, **kwargs: Any) -> Any:
+            return method(*args, **kwargs)
+    return functools.wraps(method)(caller)
+
+
+def _celery_task(fn: Callable[..., Any], name: str, task_queue: str | None,
+                 is_async: bool) -> Any:
     from celery import shared_task
 
-    body: Callable[..., Any]
-    if is_async:
-        @functools.wraps(fn)
-        def body(*args: Any, **kwargs: Any) -> Any:
-            return asyncio.run(fn(*args, **kwargs))
-    else:
-        body = fn
+    # Celery builds its task class around a plain function; a coroutine runs to completion.
+    def body(*args: Any, **kwargs: Any) -> Any:
+        value = fn(*args, **kwargs)
+        return asyncio.run(value) if is_async else value
+
+    functools.update_wrapper(body, fn)
+    # Celery checks a call's arguments against the signature it reads (``__signature__`` wins).
+    body.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
     # Activities are registered per task queue, so the Celery task name carries the queue.
     celery_name = (f"durable_celery.activity.{task_queue}.{name}" if task_queue
                    else f"durable_celery.activity.{name}")
-    task = shared_task(name=celery_name, serializer="json")(body)
-    fn.delay = task.delay  # type: ignore[attr-defined]
-    fn.apply_async = task.apply_async  # type: ignore[attr-defined]
-    fn.celery_task = task  # type: ignore[attr-defined]
+    return shared_task(name=celery_name, serializer="json")(body)

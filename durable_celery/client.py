@@ -10,6 +10,7 @@ from .conf import durable_setting
 from .durations import parse_duration
 from .errors import UnknownWorkflowError
 from .handle import WorkflowHandle
+from .payloads import encode
 from .registry import WorkflowDefinition, find_workflow
 from .retry import RetryPolicy
 from .serialization import json_roundtrip
@@ -40,7 +41,8 @@ class DurableClient:
 
         Args:
             workflow: The definition, or its registered name.
-            *args: JSON-serialisable arguments.
+            *args: Its arguments: JSON values, dataclasses, pydantic models. When the
+                definition is known here they are checked against its signature.
             workflow_id: Unique id in the namespace (default: generated).
             task_queue: Celery queue of its replay steps (default: the definition's, else
                 ``DURABLE_DEFAULT_TASK_QUEUE``).
@@ -54,12 +56,15 @@ class DurableClient:
             DuplicateWorkflowError: ``workflow_id`` is still running in the namespace.
             UnknownWorkflowError: ``workflow`` names nothing registered and no ``task_queue``
                 says where it lives.
+            TypeError: The arguments do not fit the workflow function's signature (too many,
+                too few, or not rebuildable as its hints say); nothing is stored.
             NotJSONSerializableError: An argument is not JSON (a ``TypeError``).
         """
         from .store.executions import create_execution
 
-        name, default_queue = _resolve(workflow, task_queue)
-        stored_args = json_roundtrip(list(args), where=f"arguments of workflow {name!r}")
+        name, default_queue, definition = _resolve(workflow, task_queue)
+        stored_args = definition.check_args(args) if definition is not None else encode(
+            list(args), where=f"arguments of workflow {name!r}")
         fields = {str(k): str(v) for k, v in (search or {}).items()}
         policy = RetryPolicy.coerce(retry_policy)
         ns = namespace or self.namespace
@@ -181,10 +186,12 @@ class DurableClient:
         return Subscription(topics)
 
 def _resolve(workflow: WorkflowDefinition | Callable[..., Any] | str,
-             task_queue: str | None) -> tuple[str, str]:
+             task_queue: str | None) -> tuple[str, str, WorkflowDefinition | None]:
+    """The workflow's name, default task queue and definition (``None`` when only the workers
+    know it)."""
     default_queue = str(durable_setting("DURABLE_DEFAULT_TASK_QUEUE"))
     if isinstance(workflow, WorkflowDefinition):
-        return workflow.name, workflow.task_queue or default_queue
+        return workflow.name, workflow.task_queue or default_queue, workflow
     if isinstance(workflow, str):
         try:
             definition = find_workflow(workflow)
@@ -194,7 +201,7 @@ def _resolve(workflow: WorkflowDefinition | Callable[..., Any] | str,
                     f"no workflow named {workflow!r} is registered in this process; import its "
                     f"module, or pass task_queue= to start a workflow defined only on the "
                     f"workers") from None
-            return workflow, default_queue
-        return definition.name, definition.task_queue or default_queue
+            return workflow, default_queue, None
+        return definition.name, definition.task_queue or default_queue, definition
     raise TypeError(f"start() needs a @durable_workflow definition or a registered name, got "
                     f"{workflow!r}")

@@ -34,6 +34,7 @@ __all__ = [
     "InvalidArgumentError",
     "NotJSONSerializableError",
     "NonDeterminismError",
+    "PayloadConversionError",
     "UnknownActivityError",
     "UnknownWorkflowError",
     "WorkflowNotFoundError",
@@ -188,6 +189,11 @@ class NotJSONSerializableError(DurableFatalError, TypeError):
     """Arguments, a result or a payload that cannot travel as JSON."""
 
 
+class PayloadConversionError(DurableFatalError, TypeError):
+    """A JSON payload that does not rebuild as the type its receiving function declares (a
+    dataclass or pydantic model hint): a mismatch that retrying cannot cure."""
+
+
 _CONTROL_FLOW = (DurableInterruption, DurableTimeoutError, DurableMaxedError, DurableFatalError,
                  DurableRetryError)
 
@@ -196,7 +202,7 @@ _BY_NAME: dict[str, type[_Coded]] = {
     for cls in (DurableTimeoutError, DurableMaxedError, DurableFatalError, DurableRetryError,
                 DurableInterruptedError, NonDeterminismError, UnknownActivityError,
                 UnknownWorkflowError, WorkflowSandboxError, DuplicateWorkflowError,
-                InvalidArgumentError, NotJSONSerializableError,
+                InvalidArgumentError, NotJSONSerializableError, PayloadConversionError,
                 WorkflowNotFoundError, WorkflowNotRunningError, DurableError)
 }
 _BY_CODE: dict[int, type[_Coded]] = {

@@ -10,6 +10,7 @@ what was wrong and where.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from .conf import durable_setting
@@ -34,21 +35,25 @@ def ensure_json(value: Any, *, where: str) -> None:
         raise NotJSONSerializableError(f"{where} must be JSON-serialisable: {exc}") from None
 
 
-def storable_json(value: Any, *, where: str) -> Any:
+def storable_json(value: Any, *, where: str,
+                  default: Callable[[Any], Any] | None = None) -> Any:
     """Return ``value`` as it will read back from storage (tuples become lists, and so on).
 
     Args:
         value: Any JSON-serialisable value.
         where: Names the call, for the error message.
+        default: Turns other objects into JSON values (``json.dumps``'s ``default``).
 
     Raises:
         NotJSONSerializableError: (a ``TypeError``) ``value`` cannot be encoded as JSON, holds
             a NUL character, or is larger than ``DURABLE_MAX_PAYLOAD_BYTES``.
     """
     try:
-        text = json.dumps(value, allow_nan=False)
+        text = json.dumps(value, allow_nan=False, default=default)
     except (TypeError, ValueError, RecursionError) as exc:
-        raise NotJSONSerializableError(f"{where} must be JSON-serialisable: {exc}") from None
+        detail = " (or dataclasses or pydantic models of JSON fields)" if default else ""
+        raise NotJSONSerializableError(
+            f"{where} must be JSON-serialisable{detail}: {exc}") from None
     if "\\u0000" in text and _nul_path(value):
         raise NotJSONSerializableError(
             f"{where} holds a NUL character (\\x00) at {_nul_path(value)}; the database cannot "

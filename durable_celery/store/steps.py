@@ -265,7 +265,7 @@ def _new_run(execution: WorkflowExecution, thread: WorkflowThread | None,
     if name not in registered_workflows():
         return None
     args = execution.args if thread is None else thread.args
-    return WorkflowRun(find_workflow(name).function, args,
+    return WorkflowRun(find_workflow(name).entry, args,
                        _info(execution, thread, execution.step_count + 1), records,
                        workflow_interceptors())  # type: ignore[arg-type]
 

@@ -30,6 +30,7 @@ from ..errors import (
     safe_str,
 )
 from ..models import AttemptOutcome
+from ..payloads import decode_args, encode
 from ..registry import ActivityDefinition, find_activity
 from ..retry import exception_type_names
 from ..serialization import storable_json
@@ -127,8 +128,8 @@ def _run_one(message: dict[str, Any], worker_id: int, budget: EagerBudget,
         with workflow_span(f"activity/{definition.name}", message.get("namespace") or "",
                            message["workflow_id"], {"durable.activity": definition.name,
                                                     "durable.attempt": message["attempt"]}):
-            value = _invoke(definition, message, worker_id)
-        value = storable_json(value, where=f"the result of activity {message['activity']!r}")
+            value = encode(_invoke(definition, message, worker_id),
+                           where=f"the result of activity {message['activity']!r}")
     except CompleteAsyncError:
         release_for_async_completion(message, worker_id)
         return "async", None, []
@@ -177,7 +178,8 @@ class _AttemptTimedOut(Exception):
 def _invoke(definition: ActivityDefinition, message: dict[str, Any], worker_id: int) -> Any:
     heartbeat_timeout = message.get("heartbeat_timeout")
     ctx = ActivityContext(
-        activity_name=definition.name, args=list(message.get("args", [])),
+        activity_name=definition.name, args=decode_args(
+            definition.function, message.get("args", []), where=f"activity {definition.name!r}"),
         workflow_id=message["workflow_id"], attempt=int(message["attempt"]),
         task_queue=message.get("task_queue") or "", headers=dict(message.get("headers") or {}),
         heartbeat_details=message.get("heartbeat_details"), task_token=task_token(message),

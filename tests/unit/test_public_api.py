@@ -33,6 +33,7 @@ ERROR_NAMES = [
     "InvalidArgumentError",
     "NonDeterminismError",
     "NotJSONSerializableError",
+    "PayloadConversionError",
     "UnknownActivityError",
     "UnknownWorkflowError",
     "WorkflowNotFoundError",
@@ -73,6 +74,7 @@ WORKFLOW_ALL = sorted([
     "hook",
     "interrupt",
     "is_side_effect_allowed",
+    "now",
     "proxy_activities",
     "random",
     "search",
@@ -80,6 +82,7 @@ WORKFLOW_ALL = sorted([
     "sleep_for",
     "start_child",
     "trace",
+    "uuid4",
     "wait_for",
 ])
 
@@ -100,7 +103,7 @@ CONTRACT_WORKFLOW = {
     "proxy_activities", "sleep_for", "wait_for", "signal", "exec_child", "execute_child",
     "start_child", "hook", "exec_hook", "exec_hook_batch", "search", "entity", "enrich", "emit",
     "trace", "interrupt", "is_side_effect_allowed", "random", "get_context", "did_interrupt",
-    "all",
+    "all", "now", "uuid4",
 }
 
 
