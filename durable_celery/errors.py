@@ -32,6 +32,7 @@ __all__ = [
     "InvalidArgumentError",
     "NotJSONSerializableError",
     "NonDeterminismError",
+    "ScheduleNotFoundError",
     "UnknownActivityError",
     "UnknownWorkflowError",
     "WorkflowNotFoundError",
@@ -135,6 +136,10 @@ class WorkflowNotFoundError(DurableError):
     """No workflow with this id exists in this namespace."""
 
 
+class ScheduleNotFoundError(DurableError, LookupError):
+    """No schedule with this id exists in this namespace."""
+
+
 class WorkflowNotRunningError(DurableError):
     """The workflow has finished; it cannot receive this request."""
 
@@ -171,7 +176,7 @@ _BY_NAME: dict[str, type[_Coded]] = {
     for cls in (DurableTimeoutError, DurableMaxedError, DurableFatalError, DurableRetryError,
                 DurableInterruptedError, NonDeterminismError, UnknownActivityError,
                 UnknownWorkflowError, WorkflowSandboxError, DuplicateWorkflowError,
-                InvalidArgumentError, NotJSONSerializableError,
+                InvalidArgumentError, NotJSONSerializableError, ScheduleNotFoundError,
                 WorkflowNotFoundError, WorkflowNotRunningError, DurableError)
 }
 _BY_CODE: dict[int, type[_Coded]] = {

@@ -8,6 +8,7 @@ import threading
 from django.db import close_old_connections, connection
 
 from ..conf import durable_setting
+from ..store.schedules import fire_due_schedules
 from ..store.sweeper import (
     fire_due_timers,
     redrive_lost_activities,
@@ -44,6 +45,7 @@ class Sweeper(threading.Thread):
                 close_old_connections()
                 while fire_due_timers() and not self.stopping.is_set():
                     pass
+                fire_due_schedules()
                 if passes % RECOVERY_EVERY == 0:
                     republish_outbox()
                     redrive_lost_activities()

@@ -33,6 +33,7 @@ ERROR_NAMES = [
     "InvalidArgumentError",
     "NonDeterminismError",
     "NotJSONSerializableError",
+    "ScheduleNotFoundError",
     "UnknownActivityError",
     "UnknownWorkflowError",
     "WorkflowNotFoundError",
