@@ -19,6 +19,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from . import admin_actions, admin_schedules
 from .admin_detail import STATUS_COLOURS, detail_context, execution_url, format_duration
@@ -250,7 +251,7 @@ class ScheduleAdmin(ReadOnlyAdmin):
         if not runs:
             return "—"
         return format_html_join(
-            format_html("<br>"), '<a href="{}">{}</a>',
+            mark_safe("<br>"), '<a href="{}">{}</a>',
             ((execution_url(r["pk"]), r["workflow_id"]) for r in runs))
 
     def get_urls(self) -> list[URLPattern]:

@@ -207,7 +207,7 @@ class DurableClient:
             overlap: While a run of this schedule is still running, a fire is skipped
                 (``"skip"``, default and recorded), kept until it ends (``"buffer_one"``, at
                 most one waits), started anyway (``"allow_all"``) or replaces it
-                (``"cancel_other"``: the running run is interrupted).
+                (``"cancel_other"``: the running run and its descendants are interrupted).
             catchup_window: Fires missed while no worker ran are made up when they are at
                 most this old (default 1 hour, at least 10 seconds) and skipped beyond it.
             search, entity, expire, retry_policy: Start options of every run (see ``start``).

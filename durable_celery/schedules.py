@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CRON_ALIASES",
     "DEFAULT_CATCHUP_WINDOW",
+    "MAX_SECONDS",
     "MIN_CATCHUP_WINDOW",
     "OVERLAP_POLICIES",
     "ScheduleHandle",
@@ -39,6 +40,8 @@ __all__ = [
 DEFAULT_CATCHUP_WINDOW = 3600.0
 #: The smallest catch-up window: a sweeper pass may be this late without a fire being lost.
 MIN_CATCHUP_WINDOW = 10.0
+#: The longest interval and catch-up window accepted (about ten years, in seconds).
+MAX_SECONDS = 10 * 366 * 86400
 #: What ``overlap=`` accepts (see :class:`~durable_celery.models.ScheduleOverlap`).
 OVERLAP_POLICIES = ("skip", "buffer_one", "allow_all", "cancel_other")
 #: The ``@`` names ``cron=`` accepts.
@@ -117,10 +120,10 @@ def parse_catchup_window(value: str | float | None) -> float:
     if value is None:
         return DEFAULT_CATCHUP_WINDOW
     seconds = parse_duration(value, what="catchup_window")
-    if seconds < MIN_CATCHUP_WINDOW:
+    if not MIN_CATCHUP_WINDOW <= seconds <= MAX_SECONDS:
         raise InvalidArgumentError(
             f"catchup_window must be at least {MIN_CATCHUP_WINDOW:g} seconds (a sweeper pass may "
-            f"be that late), got {value!r}")
+            f"be that late) and at most ten years, got {value!r}")
     return seconds
 
 
@@ -150,10 +153,10 @@ class ScheduleTiming:
         if cron is not None:
             return cls(cron=_check_cron(cron))
         seconds = parse_duration(every, what="schedule interval (every=)")
-        if seconds < 1 or seconds != math.floor(seconds):
+        if not 1 <= seconds <= MAX_SECONDS or seconds != math.floor(seconds):
             raise InvalidArgumentError(
                 f"every= must be a whole number of seconds, at least 1 (each fire's run is named "
-                f"after its fire time to the second), got {every!r}")
+                f"after its fire time to the second) and at most ten years, got {every!r}")
         return cls(every=int(seconds))
 
     def next_after(self, moment: datetime) -> datetime:
@@ -176,14 +179,15 @@ class ScheduleTiming:
         return found
 
     def count_fires(self, start: datetime, end: datetime, cap: int = 10_000) -> int:
-        """How many fire times lie in ``[start, end)`` (counted up to ``cap`` for cron)."""
+        """How many fire times lie in ``[start, end)`` (for cron, up to ``cap + 1``: more than
+        ``cap`` means at least that many)."""
         if end <= start:
             return 0
         if self.every:
             first = math.ceil(start.timestamp() / self.every)
             last = math.ceil(end.timestamp() / self.every) - 1
             return max(0, last - first + 1)
-        return len([t for t in self.fires(start, end, cap) if t < end])
+        return len([t for t in self.fires(start, end, cap + 1) if t < end])
 
     def describe(self) -> str:
         """For people: ``"At 03:00 AM"`` (cron-descriptor, when installed) or

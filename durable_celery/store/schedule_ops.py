@@ -15,7 +15,7 @@ from ..errors import ScheduleNotFoundError
 from ..models import Schedule, WorkflowExecution
 from ..schedules import ScheduleTiming
 from .outbox import OutboxBatch
-from .schedules import ScheduleEvent, record_event, start_run, timing_of
+from .schedules import ScheduleEvent, iso, record_event, start_run, timing_of
 
 __all__ = [
     "DEFINITION_FIELDS",
@@ -111,8 +111,8 @@ def save_schedule(*, namespace: str, schedule_id: str, definition: dict[str, Any
 
 def set_paused(namespace: str, schedule_id: str, paused: bool, *, user: str | None = None,
                note: str | None = None) -> bool:
-    """Pause or unpause; unpausing fires next at the first fire time after now (fires while
-    paused are not made up).
+    """Pause or unpause. Pausing drops a buffered fire; unpausing fires next at the first fire
+    time after now (fires while paused are not made up).
 
     Returns:
         Whether the state changed (``False``: it was already so).
@@ -127,11 +127,16 @@ def set_paused(namespace: str, schedule_id: str, paused: bool, *, user: str | No
             return False
         schedule.paused = paused
         schedule.note = (note or "")[:500]
+        details: dict[str, Any] = {}
+        if paused and schedule.buffered_fire_at is not None:
+            details["dropped_buffered"] = iso(schedule.buffered_fire_at)
+            schedule.buffered_fire_at = None
         if not paused:
             schedule.next_fire_at = timing_of(schedule).next_after(now)
         record_event(schedule, ScheduleEvent.PAUSED if paused else ScheduleEvent.UNPAUSED, now,
-                     user=_who(user), note=note or "")
-        schedule.save(update_fields=["paused", "note", "next_fire_at", "log", "updated_at"])
+                     user=_who(user), note=note or "", **details)
+        schedule.save(update_fields=["paused", "note", "next_fire_at", "buffered_fire_at", "log",
+                                     "updated_at"])
     return True
 
 

@@ -31,6 +31,7 @@ from .outbox import OutboxBatch
 __all__ = [
     "LOG_SIZE",
     "MAX_FIRES_PER_PASS",
+    "MISSED_COUNT_CAP",
     "RECENT_RUNS",
     "SCHEDULE_SEARCH_KEY",
     "ScheduleEvent",
@@ -49,6 +50,8 @@ RECENT_RUNS = 20
 LOG_SIZE = 50
 #: Fire times one sweeper pass handles per schedule; a longer catch-up goes on next pass.
 MAX_FIRES_PER_PASS = 100
+#: Missed cron fires are counted up to this many (an interval's are counted exactly).
+MISSED_COUNT_CAP = 10_000
 #: Search field every run of a schedule gets: ``client.search(durable_schedule_id=...)``.
 SCHEDULE_SEARCH_KEY = "durable_schedule_id"
 
@@ -215,7 +218,8 @@ def _fire_due_times(schedule: Schedule, now: datetime, batch: OutboxBatch) -> in
     missed = 0
     if previous < cutoff:
         moment = timing.next_after(cutoff - timedelta(microseconds=1))
-        missed = 1 + timing.count_fires(previous + timedelta(microseconds=1), moment)
+        missed = 1 + timing.count_fires(previous + timedelta(microseconds=1), moment,
+                                        cap=MISSED_COUNT_CAP)
     due: list[datetime] = []
     while moment <= now and len(due) < MAX_FIRES_PER_PASS:
         due.append(moment)
@@ -229,7 +233,8 @@ def _fire_due_times(schedule: Schedule, now: datetime, batch: OutboxBatch) -> in
         schedule.fires_missed += missed
         record_event(schedule, ScheduleEvent.MISSED, now, count=missed, first=iso(previous),
                      before=iso(due[0] if due else moment),
-                     catchup_window=schedule.catchup_window)
+                     catchup_window=schedule.catchup_window,
+                     **({"at_least": True} if missed > MISSED_COUNT_CAP else {}))
     started = 0
     for fire_at in due:
         started += _apply_overlap(schedule, fire_at, now, batch)
@@ -256,12 +261,12 @@ def _apply_overlap(schedule: Schedule, fire_at: datetime, now: datetime,
         return 0
     if running and schedule.overlap == ScheduleOverlap.CANCEL_OTHER:
         # TODO(cancel): use handle.cancel() (cooperative cancellation) once it exists;
-        # until then the previous run is interrupted (a hard stop).
+        # until then the previous run and its descendants are interrupted (a hard stop).
         reason = (f"schedule {schedule.schedule_id!r}: the fire at {iso(fire_at)} replaces this "
                   f"run (overlap cancel_other)")
         stopped: list[str] = []
         for workflow_id in running:
-            stopped += interrupt_execution(schedule.namespace, workflow_id, reason)
+            stopped += interrupt_execution(schedule.namespace, workflow_id, reason, descend=True)
         schedule.active_runs = []
         record_event(schedule, ScheduleEvent.CANCELLED_PREVIOUS, now, fire_at=iso(fire_at),
                      interrupted=stopped)

@@ -87,11 +87,15 @@ def test_every_second_schedule_starts_runs_that_complete(client, made, uid):
 
 
 def test_two_sweeping_workers_start_one_run_per_fire_time(client, made, uid, start_worker):
-    start_worker(["sched-idle"])  # a second worker process: a second sweeper
+    """Two sweepers race for every fire; one of them is killed mid-stream and replaced."""
+    extra = start_worker(["sched-idle"])  # a second worker process: a second sweeper
     key = f"pair-{uid}"
     schedule = make(client, made, sw.scheduled_tick, key, schedule_id=f"pair-{uid}",
                     every="1s", overlap="allow_all")
-    started(schedule, 8)
+    started(schedule, 4)
+    extra.kill()  # SIGKILL, possibly inside a claim: its transaction must roll back whole
+    start_worker(["sched-idle"])
+    started(schedule, schedule.describe()["runs_started"] + 4)
     schedule.pause()
     info = schedule.describe()
     runs = runs_of(client, f"pair-{uid}")

@@ -69,6 +69,7 @@ def test_run_ids_carry_the_fire_time_to_the_second() -> None:
     (None, "1.5s", ValueError, "whole number"),
     (None, "500ms", ValueError, "whole number"),
     (None, -1, ValueError, "malformed"),
+    (None, 1e12, ValueError, "at most ten years"),
     (None, "soon", ValueError, "malformed"),
     (None, None, ValueError, "exactly one"),
     ("0 3 * * *", "1h", ValueError, "exactly one"),
@@ -87,6 +88,8 @@ def test_overlap_catchup_and_ids_are_checked() -> None:
     assert parse_catchup_window("10m") == 600
     with pytest.raises(ValueError, match="at least 10 seconds"):
         parse_catchup_window("5s")
+    with pytest.raises(ValueError, match="at most ten years"):
+        parse_catchup_window(1e20)
     with pytest.raises(ValueError, match="malformed catchup_window"):
         parse_catchup_window("later")
     with pytest.raises(ValueError, match="schedule_id"):
