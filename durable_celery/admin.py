@@ -227,7 +227,8 @@ class ScheduleAdmin(ReadOnlyAdmin):
     def timing(self, obj: Schedule) -> str:
         """The cron expression or interval, and what it means."""
         timing = timing_of(obj)
-        return format_html('<code>{}</code><br><span class="dc-muted">{}</span>', timing.text(),
+        return format_html('<code style="white-space:nowrap">{}</code><br>'
+                           '<span class="dc-muted">{}</span>', timing.text(),
                            timing.describe())
 
     @admin.display(description="state", ordering="paused")
