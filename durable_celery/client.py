@@ -16,6 +16,7 @@ from .retry import RetryPolicy
 from .serialization import json_roundtrip
 
 if TYPE_CHECKING:
+    from .schedules import ScheduleHandle
     from .transport.events import Subscription
 
 __all__ = ["DurableClient"]
@@ -184,6 +185,101 @@ class DurableClient:
         from .transport.events import Subscription
 
         return Subscription(topics)
+
+    def schedule(self, workflow: WorkflowDefinition | Callable[..., Any] | str, *args: Any,
+                 schedule_id: str, cron: str | None = None, every: str | float | None = None,
+                 task_queue: str | None = None, overlap: str = "skip",
+                 catchup_window: str | float | None = None,
+                 search: dict[str, Any] | None = None, entity: str | None = None,
+                 expire: float | str | None = None,
+                 retry_policy: RetryPolicy | dict[str, Any] | None = None,
+                 paused: bool | None = None, namespace: str | None = None) -> ScheduleHandle:
+        """Start ``workflow(*args)`` on a cron expression or at a fixed interval (UTC).
+
+        Each fire starts one run with workflow id ``f"{schedule_id}-{fire:%Y%m%dT%H%M%SZ}"``
+        and the search field ``durable_schedule_id``; the workers' sweepers fire it, once per
+        fire time however many there are. Calling this again with the same ``schedule_id``
+        replaces the definition and keeps the schedule's state (paused, log, runs).
+
+        Args:
+            workflow: The definition, or its registered name.
+            *args: JSON-serialisable arguments of every run.
+            schedule_id: The schedule's id in the namespace (at most 200 characters).
+            cron: Five-field cron expression (``"0 3 * * *"``) or ``@hourly``-style alias.
+            every: Interval, whole seconds >= 1 (``30``, ``"30s"``, ``"1 hour"``); fires at the
+                multiples of it since the Unix epoch. Exactly one of ``cron``/``every``.
+            task_queue: As for ``start``.
+            overlap: While a run of this schedule is still running, a fire is skipped
+                (``"skip"``, default and recorded), kept until it ends (``"buffer_one"``, at
+                most one waits), started anyway (``"allow_all"``) or replaces it
+                (``"cancel_other"``: the running run and its descendants are interrupted).
+            catchup_window: Fires missed while no worker ran are made up when they are at
+                most this old (default 1 hour, at least 10 seconds) and skipped beyond it.
+            search, entity, expire, retry_policy: Start options of every run (see ``start``).
+            paused: Create it paused; ``None`` keeps an existing schedule's state.
+            namespace: Namespace (default: the client's).
+
+        Raises:
+            ValueError: A malformed ``cron``/``every``/``catchup_window``, both or neither of
+                ``cron``/``every``, an unknown ``overlap``, a bad ``schedule_id``.
+            TypeError: Arguments that do not fit the workflow's signature or are not JSON.
+            UnknownWorkflowError: As for ``start``. Nothing is stored when anything is wrong.
+        """
+        from .schedules import (
+            ScheduleHandle,
+            ScheduleTiming,
+            check_schedule_id,
+            parse_catchup_window,
+            parse_overlap,
+        )
+        from .store.schedule_ops import save_schedule
+
+        check_schedule_id(schedule_id)
+        timing = ScheduleTiming.parse(cron=cron, every=every)
+        name, default_queue, known = _resolve(workflow, task_queue)
+        stored_args = known.check_args(args) if known is not None else json_roundtrip(
+            list(args), where=f"arguments of schedule {schedule_id!r}")
+        policy = RetryPolicy.coerce(retry_policy)
+        definition = {
+            "workflow_name": name, "task_queue": task_queue or default_queue,
+            "args": stored_args,
+            "search": {str(k): str(v) for k, v in (search or {}).items()},
+            "entity": entity or "",
+            "retry_policy": policy.to_dict() if policy else None,
+            "expire": None if expire is None else parse_duration(expire, what="expire"),
+            "cron": timing.cron, "every": timing.every, "overlap": parse_overlap(overlap),
+            "catchup_window": parse_catchup_window(catchup_window),
+        }
+        if paused is not None and not isinstance(paused, bool):
+            raise TypeError(f"paused must be True, False or None, got {paused!r}")
+        ns = namespace or self.namespace
+        save_schedule(namespace=ns, schedule_id=schedule_id, definition=definition,
+                      paused=paused)
+        return ScheduleHandle(schedule_id, ns)
+
+    def get_schedule(self, schedule_id: str, namespace: str | None = None) -> ScheduleHandle:
+        """A handle on an existing schedule.
+
+        Raises:
+            ScheduleNotFoundError: There is none with this id.
+        """
+        from .schedules import ScheduleHandle
+        from .store.schedule_ops import get_schedule
+
+        ns = namespace or self.namespace
+        get_schedule(ns, schedule_id)
+        return ScheduleHandle(schedule_id, ns)
+
+    def list_schedules(self, namespace: str | None = None) -> list[ScheduleHandle]:
+        """Every schedule of the namespace, by id (``describe()`` each for its state)."""
+        from .models import Schedule
+        from .schedules import ScheduleHandle
+
+        ns = namespace or self.namespace
+        ids = Schedule.objects.filter(namespace=ns).order_by("schedule_id") \
+            .values_list("schedule_id", flat=True)
+        return [ScheduleHandle(schedule_id, ns) for schedule_id in ids]
+
 
 def _resolve(workflow: WorkflowDefinition | Callable[..., Any] | str,
              task_queue: str | None) -> tuple[str, str, WorkflowDefinition | None]:

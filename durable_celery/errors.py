@@ -35,6 +35,7 @@ __all__ = [
     "NotJSONSerializableError",
     "NonDeterminismError",
     "PayloadConversionError",
+    "ScheduleNotFoundError",
     "UnknownActivityError",
     "UnknownWorkflowError",
     "WorkflowNotFoundError",
@@ -161,6 +162,10 @@ class WorkflowNotFoundError(DurableError):
     """No workflow with this id exists in this namespace."""
 
 
+class ScheduleNotFoundError(DurableError, LookupError):
+    """No schedule with this id exists in this namespace."""
+
+
 class WorkflowNotRunningError(DurableError):
     """The workflow has finished; it cannot receive this request."""
 
@@ -203,6 +208,7 @@ _BY_NAME: dict[str, type[_Coded]] = {
                 DurableInterruptedError, NonDeterminismError, UnknownActivityError,
                 UnknownWorkflowError, WorkflowSandboxError, DuplicateWorkflowError,
                 InvalidArgumentError, NotJSONSerializableError, PayloadConversionError,
+                ScheduleNotFoundError,
                 WorkflowNotFoundError, WorkflowNotRunningError, DurableError)
 }
 _BY_CODE: dict[int, type[_Coded]] = {

@@ -6,15 +6,22 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.db import connection, models
+from django.db.models import Q
 
 if TYPE_CHECKING:
-    from .models import HistoryEvent, PendingSignal, WorkflowExecution  # noqa: F401
+    from .models import (  # noqa: F401
+        HistoryEvent,
+        PendingSignal,
+        Schedule,
+        WorkflowExecution,
+    )
 
 __all__ = [
     "ExecutionQuerySet",
     "HistoryEventQuerySet",
     "OutboxQuerySet",
     "PendingSignalQuerySet",
+    "ScheduleQuerySet",
     "TimerQuerySet",
     "supports_row_locks",
 ]
@@ -145,3 +152,32 @@ class OutboxQuerySet(models.QuerySet[Any]):
             qs = qs.select_for_update(skip_locked=True)
         return list(qs[:limit])
 
+
+
+class ScheduleQuerySet(models.QuerySet["Schedule"]):
+    """Verbs over schedules."""
+
+    def named(self, namespace: str, schedule_id: str) -> ScheduleQuerySet:
+        """The schedule with this id in this namespace (at most one)."""
+        return self.filter(namespace=namespace, schedule_id=schedule_id)
+
+    def due(self, now: datetime) -> ScheduleQuerySet:
+        """Unpaused schedules with a fire time that has come, or a buffered fire waiting,
+        fire times first."""
+        return self.filter(paused=False).filter(
+            Q(next_fire_at__lte=now) | Q(buffered_fire_at__isnull=False)).order_by(
+            "next_fire_at", "pk")
+
+    def claim_due(self, now: datetime, limit: int = 50) -> list[Schedule]:
+        """Lock and return due schedules no other sweeper holds (call inside a transaction)."""
+        qs = self.due(now)
+        if supports_row_locks():
+            qs = qs.select_for_update(skip_locked=True)
+        return list(qs[:limit])
+
+    def lock(self, pk: int) -> Schedule | None:
+        """Lock and return the schedule ``pk`` for the current transaction (waits for it)."""
+        qs = self.filter(pk=pk)
+        if supports_row_locks():
+            qs = qs.select_for_update()
+        return qs.first()

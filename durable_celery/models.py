@@ -13,6 +13,7 @@ from .managers import (
     HistoryEventQuerySet,
     OutboxQuerySet,
     PendingSignalQuerySet,
+    ScheduleQuerySet,
     TimerQuerySet,
 )
 
@@ -25,6 +26,8 @@ __all__ = [
     "HistoryStatus",
     "OutboxMessage",
     "PendingSignal",
+    "Schedule",
+    "ScheduleOverlap",
     "SearchAttribute",
     "Timer",
     "TimerKind",
@@ -385,3 +388,82 @@ class OutboxMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task_name} -> {self.queue}"
+
+
+class ScheduleOverlap(models.TextChoices):
+    """What a fire does while a run started by the same schedule is still running."""
+
+    SKIP = "skip", "skip the fire"
+    BUFFER_ONE = "buffer_one", "buffer one fire until the previous run ends"
+    ALLOW_ALL = "allow_all", "start anyway"
+    CANCEL_OTHER = "cancel_other", "stop the running one, then start"
+
+
+class Schedule(models.Model):
+    """A workflow started on a cron expression or a fixed interval (times in UTC).
+
+    The sweeper claims a due fire by moving ``next_fire_at`` forward in the transaction that
+    starts its run, so each fire time starts at most one run however many workers sweep.
+    """
+
+    namespace = models.CharField(max_length=100, default="durable")
+    schedule_id = models.CharField(max_length=200)
+    workflow_name = models.CharField(max_length=255)
+    task_queue = models.CharField(max_length=255)
+    args = models.JSONField(default=list, blank=True)
+    search = models.JSONField(default=dict, blank=True, help_text="search fields of each run")
+    entity = models.CharField(max_length=255, blank=True, default="",
+                              help_text="entity type of each run")
+    retry_policy = models.JSONField(null=True, blank=True)
+    expire = models.FloatField(null=True, blank=True,
+                               help_text="seconds each run is kept after it ends")
+    cron = models.CharField(max_length=255, blank=True, default="",
+                            help_text="cron expression, evaluated in UTC")
+    every = models.PositiveIntegerField(null=True, blank=True,
+                                        help_text="seconds between fires (aligned to the epoch)")
+    overlap = models.CharField(max_length=16, choices=ScheduleOverlap.choices,
+                               default=ScheduleOverlap.SKIP)
+    catchup_window = models.FloatField(
+        help_text="seconds within which a fire missed while no worker ran is made up")
+    paused = models.BooleanField(default=False)
+    note = models.CharField(max_length=500, blank=True, default="",
+                            help_text="why it was last paused or unpaused")
+    next_fire_at = models.DateTimeField(help_text="the next fire time not yet claimed")
+    last_fire_at = models.DateTimeField(null=True, blank=True,
+                                        help_text="fire time of the latest run started")
+    buffered_fire_at = models.DateTimeField(
+        null=True, blank=True, help_text="fire time waiting for the previous run to end")
+    active_runs = models.JSONField(default=list, blank=True,
+                                   help_text="workflow ids started and not yet seen ended")
+    recent_runs = models.JSONField(default=list, blank=True,
+                                   help_text="latest runs started, newest first")
+    log = models.JSONField(default=list, blank=True,
+                           help_text="latest fires and operator actions, newest first")
+    runs_started = models.PositiveIntegerField(default=0)
+    fires_skipped = models.PositiveIntegerField(
+        default=0, help_text="fires not started because of the overlap policy")
+    fires_missed = models.PositiveIntegerField(
+        default=0, help_text="fires older than the catch-up window when a worker came back")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ScheduleQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["namespace", "schedule_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["namespace", "schedule_id"],
+                                    name="durable_sched_ns_id_uniq"),
+        ]
+        indexes = [
+            models.Index(fields=["next_fire_at"], name="durable_sched_due_idx",
+                         condition=Q(paused=False)),
+            models.Index(fields=["buffered_fire_at"], name="durable_sched_buffered_idx",
+                         condition=Q(paused=False, buffered_fire_at__isnull=False)),
+        ]
+        permissions = [
+            ("operate_schedule", "Can pause, unpause, trigger and delete schedules"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.schedule_id} ({self.cron or f'every {self.every}s'})"

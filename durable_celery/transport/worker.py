@@ -180,8 +180,10 @@ class WorkerRuntime(threading.Thread):
         self.sweeping = bool(durable_setting("DURABLE_SWEEPER_ENABLED"))
 
     def run(self) -> None:
+        from ..store.schedules import fire_due_schedules
         from ..store.sweeper import fire_due_timers, run_recovery_duties
         from ..store.workers import beat
+        from .canary import broker_lost_messages
 
         next_beat = next_recovery = 0.0
         while not self.stopping.is_set():
@@ -195,8 +197,9 @@ class WorkerRuntime(threading.Thread):
                 if self.sweeping:
                     while fire_due_timers() and not self.stopping.is_set():
                         pass
+                    fire_due_schedules()
                     if started >= next_recovery:
-                        run_recovery_duties()
+                        run_recovery_duties(broker_lost_messages)
                         next_recovery = time.monotonic() + self.recovery_interval
             except Exception:  # keep going: the next pass retries
                 logger.exception("durable_celery: worker runtime pass failed")

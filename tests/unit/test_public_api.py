@@ -34,6 +34,7 @@ ERROR_NAMES = [
     "NonDeterminismError",
     "NotJSONSerializableError",
     "PayloadConversionError",
+    "ScheduleNotFoundError",
     "UnknownActivityError",
     "UnknownWorkflowError",
     "WorkflowNotFoundError",
