@@ -22,9 +22,11 @@ from .outbox import OutboxBatch
 from .signals import deliver_signal, lock_signal_ids
 
 __all__ = [
+    "EXPORT_FORMAT",
     "IdReusePolicy",
     "create_execution",
     "describe_execution",
+    "export_run",
     "get_execution",
     "history_of",
     "interrupt_execution",
@@ -233,3 +235,37 @@ def history_of(execution: WorkflowExecution) -> list[dict[str, Any]]:
         }
         for row in execution.history.order_by("dimension", "seq")
     ]
+
+
+#: Version of the format :func:`export_run` writes.
+EXPORT_FORMAT = 1
+
+
+def export_run(execution: WorkflowExecution) -> dict[str, Any]:
+    """A run and its whole history as JSON: what ``manage.py durable export`` prints and what
+    the testing kit's ``replay`` reads to check that current code still fits a run in flight.
+
+    Returns:
+        ``{"format", "workflow_id", "run_id", "workflow_name", "task_queue", "namespace",
+        "args", "status", "result", "error", "history": [{"seq", "dimension", "kind", "name",
+        "status", "result", "error", "observed_step", "input"}, ...]}`` with history in
+        ``(dimension, seq)`` order; times as ISO 8601 text.
+    """
+    rows = execution.history.order_by("dimension", "seq").values(
+        "seq", "dimension", "kind", "name", "status", "result", "error", "observed_step",
+        "input", "attempts", "created_at", "completed_at")
+    return {
+        "format": EXPORT_FORMAT,
+        "workflow_id": execution.workflow_id, "run_id": execution.run_id,
+        "workflow_name": execution.workflow_name, "task_queue": execution.task_queue,
+        "namespace": execution.namespace, "args": execution.args, "status": execution.status,
+        "result": execution.result, "error": execution.error,
+        "created_at": execution.created_at.isoformat() if execution.created_at else None,
+        "history": [{**row, "created_at": _iso(row["created_at"]),
+                     "completed_at": _iso(row["completed_at"])} for row in rows],
+    }
+
+
+def _iso(moment: Any) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
