@@ -1,96 +1,151 @@
 """Benchmark: durable_celery against raw Celery on the same broker, database and worker.
 
-    python bench/run.py                       # PostgreSQL 127.0.0.1:5432 + Redis 127.0.0.1:6379
-    python bench/run.py --sizes 10 100 --throughput 100
+    python bench/run.py                  # PostgreSQL 127.0.0.1:5432 + Redis 127.0.0.1:6379, then
+                                         # the embedded default (SQLite + filesystem broker)
+    python bench/run.py --quick          # N = 10, 100; fan-out 200; 100 workflows
+    python bench/run.py --only postgres
 
-One process tree: this script creates a fresh database, starts one Celery worker (prefork, 2
-processes) consuming the benchmark's queues, then times, for each N, a workflow of N sequential
-no-op activities against a raw Celery ``chain`` of N no-op tasks, a ``workflow.all`` fan-out
-against a ``group``, and start-to-result throughput of one-activity workflows. It prints per-step
-times and the ratios DESIGN.md sets targets for. Numbers, not assertions: see bench/README.md.
+For each backend this creates a fresh database, starts ONE Celery worker (prefork, 2 processes)
+on the benchmark's queues and times, in one run:
+
+* a workflow of N sequential no-op activities vs a raw Celery ``chain`` of N no-op tasks
+  (per-step ms and the ratio), for N = 10, 100, 1000, with eager execution on (the default)
+  and off (every activity through the broker);
+* ``workflow.all`` of 1000 no-op activities vs a ``group`` of 1000;
+* one-activity workflows started 200 at once, start to result, per second.
+
+The raw baseline is what a chain user runs: plain Celery tasks whose results go to a **Redis
+result backend**; the same chain with django-celery-results (``django-db``) is printed as a second
+line. Both sides use the host project's worker settings (JSON, ``acks_late``, prefetch 1). The
+embedded default has no Redis, so its chain stores results with ``django-db``. Numbers, not
+assertions: tests assert behaviour; this reports speed (see bench/README.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 QUEUES = "bench,bench-activity,bench-raw"
+REDIS_RESULTS = "redis://127.0.0.1:6379/14"
+
+#: Targets of DESIGN.md / issue 8: (measure, comparison, bound).
+TARGETS = [
+    ("ratio_100", "<=", 1.0, "per step vs chain link, N=100"),
+    ("ratio_1000", "<=", 0.4, "per step vs chain link, N=1000"),
+    ("ratio_100_no_eager", "<=", 1.5, "per step vs chain link, N=100, eager off"),
+    ("growth", "<=", 1.2, "per-step cost N=1000 over N=10"),
+    ("fan_out_ratio", ">=", 0.7, "fan-out of 1000: throughput vs group"),
+    ("throughput", ">=", 150.0, "one-activity workflows per second (200 at once)"),
+]
 
 
-def _prepare_environment(database: str, broker: str) -> None:
-    os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{database}"
-    os.environ["CELERY_BROKER_URL"] = broker
-    os.environ["DURABLE_IMPORTS"] = "bench.workflows"
-    os.environ["DJANGO_SETTINGS_MODULE"] = "django_app.settings"
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
+def _prepare(backend: str, workdir: Path) -> dict[str, str]:
+    env = {"DURABLE_IMPORTS": "bench.workflows", "DJANGO_SETTINGS_MODULE": "django_app.settings",
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    if backend == "postgres":
+        database = f"durable_bench_{os.getpid()}"
+        import psycopg
+
+        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres",
+                             autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{database}"')
+        env.update(DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{database}",
+                   CELERY_BROKER_URL="redis://127.0.0.1:6379/15",
+                   CELERY_RESULT_BACKEND=REDIS_RESULTS)
+        import redis
+
+        redis.Redis.from_url("redis://127.0.0.1:6379/15").flushdb()
+        redis.Redis.from_url(REDIS_RESULTS).flushdb()
+    else:
+        broker = workdir / "broker"
+        (broker / "control").mkdir(parents=True, exist_ok=True)
+        env.update(DATABASE_URL=f"sqlite:///{workdir / 'bench.sqlite3'}",
+                   CELERY_BROKER_URL="filesystem://", DURABLE_BROKER_DIR=str(broker),
+                   CELERY_RESULT_BACKEND="django-db")
+    os.environ.update(env)
     sys.path.insert(0, str(REPO))
-    import psycopg
-
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres",
-                         autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{database}"')
     import django
 
     django.setup()
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    import redis
-
-    redis.Redis.from_url(broker).flushdb()
+    return env
 
 
-def _start_worker(log: Path) -> subprocess.Popen[bytes]:
-    handle = open(log, "wb")  # noqa: SIM115 - owned by the worker
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "django_app", "worker", "-Q", QUEUES, "-c", "2",
-         "-P", "prefork", "-l", "warning", "--without-gossip", "--without-mingle",
-         "--without-heartbeat", "-n", "bench@%h"],
-        cwd=REPO, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+class Worker:
+    """One ``celery worker`` (prefork, 2 processes) with extra environment."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.log = log
+        handle = open(log, "ab")  # noqa: SIM115 - owned by the worker
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "django_app", "worker", "-Q", QUEUES, "-c",
+             "2", "-P", "prefork", "-l", "warning", "--without-gossip", "--without-mingle",
+             "--without-heartbeat", "-n", f"bench-{time.monotonic_ns()}@%h"],
+            cwd=REPO, env={**os.environ, **env}, stdout=handle, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        from durable_celery.store.workers import live_workers
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if any(w.pid == self.process.pid for w in live_workers()):
+                time.sleep(0.5)  # its pool processes finish starting
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"benchmark worker did not start; see {log}")
+
+    def stop(self) -> None:
+        os.killpg(self.process.pid, signal.SIGTERM)
+        self.process.wait(60)
+
+
+def _use_result_backend(url: str) -> None:
     from celery import current_app
 
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if current_app.control.ping(timeout=0.5):
-            return worker
-    raise RuntimeError(f"benchmark worker did not start; see {log}")
+    app = current_app._get_current_object()
+    app.conf.result_backend = url
+    app._local.__dict__.pop("backend", None)  # the next use builds the new backend
 
 
-def _time_durable(definition: object, *args: object, timeout: float = 600) -> float:
+def _time_durable(definition: Any, *args: Any) -> float:
     from durable_celery import DurableClient
 
     started = time.perf_counter()
-    handle = DurableClient().start(definition, *args)  # type: ignore[arg-type]
-    handle.result(timeout=timeout)
+    DurableClient().start(definition, *args).result(timeout=900)
     return time.perf_counter() - started
 
 
-def _time_chain(n: int, timeout: float = 600) -> float:
+def _time_chain(n: int) -> float:
     from celery import chain
 
     from bench.workflows import raw_noop
 
     started = time.perf_counter()
     chain(*(raw_noop.si() if i == 0 else raw_noop.s() for i in range(n))).apply_async().get(
-        timeout=timeout, interval=0.005)
+        timeout=900, interval=0.002)
     return time.perf_counter() - started
 
 
-def _time_group(n: int, timeout: float = 600) -> float:
+def _time_group(n: int) -> float:
     from celery import group
 
     from bench.workflows import raw_noop
 
     started = time.perf_counter()
-    group(raw_noop.si() for _ in range(n)).apply_async().get(timeout=timeout, interval=0.005)
+    group(raw_noop.si() for _ in range(n)).apply_async().get(timeout=900, interval=0.005)
     return time.perf_counter() - started
 
 
@@ -102,49 +157,135 @@ def _throughput(count: int) -> float:
     started = time.perf_counter()
     handles = [client.start(bench_one) for _ in range(count)]
     for handle in handles:
-        handle.result(timeout=600)
+        handle.result(timeout=900)
     return count / (time.perf_counter() - started)
+
+
+def _median_ms_per_step(timer: Any, n: int, repeats: int) -> float:
+    return statistics.median(timer(n) for _ in range(repeats)) / n * 1000
+
+
+def _measure(backend: str, sizes: list[int], fan_out: int, throughput: int) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix=f"durable-bench-{backend}-"))
+    env = _prepare(backend, workdir)
+    from bench.workflows import bench_fan_out, bench_sequence
+
+    results: dict[str, Any] = {"backend": backend, "sizes": sizes, "steps": {}}
+    repeats = {n: 5 if n <= 10 else 3 if n <= 100 else 1 for n in sizes}
+    durable = lambda n: _time_durable(bench_sequence, n)  # noqa: E731
+
+    worker = Worker({}, workdir / "worker-eager.log")
+    try:
+        _time_durable(bench_sequence, 5)  # warm both paths up
+        _time_chain(5)
+        for n in sizes:
+            results["steps"][n] = {
+                "chain": _median_ms_per_step(_time_chain, n, repeats[n]),
+                "durable": _median_ms_per_step(durable, n, repeats[n])}
+        if fan_out:
+            results["fan_out"] = {"n": fan_out, "group": fan_out / _time_group(fan_out),
+                                  "durable": fan_out / _time_durable(bench_fan_out, fan_out)}
+        if throughput:
+            results["throughput"] = {"n": throughput, "per_second": _throughput(throughput)}
+    finally:
+        worker.stop()
+    worker = Worker({"DURABLE_EAGER_ACTIVITIES": "false"}, workdir / "worker-no-eager.log")
+    try:
+        _time_durable(bench_sequence, 5)
+        for n in sizes:
+            results["steps"][n]["durable_no_eager"] = _median_ms_per_step(durable, n,
+                                                                          repeats[n])
+    finally:
+        worker.stop()
+    if backend == "postgres":
+        _use_result_backend("django-db")
+        worker = Worker({"CELERY_RESULT_BACKEND": "django-db"}, workdir / "worker-djdb.log")
+        try:
+            _time_chain(5)
+            results["chain_django_db"] = {n: _median_ms_per_step(_time_chain, n, repeats[n])
+                                          for n in sizes if n <= 100}
+        finally:
+            worker.stop()
+    results["env"] = {k: v for k, v in env.items() if k != "PYTHONPATH"}
+    return results
+
+
+def _report(results: dict[str, Any]) -> dict[str, float]:
+    backend = results["backend"]
+    baseline = "Redis result backend" if backend == "postgres" else "django-db result backend"
+    print(f"\n## {backend}: {results['env']['DATABASE_URL'].split(':')[0]} + "
+          f"{results['env']['CELERY_BROKER_URL'].split(':')[0]} broker; chain with {baseline}")
+    print(f"{'N':>6} {'chain ms/link':>14} {'durable ms/step':>16} {'ratio':>6} "
+          f"{'eager off ms':>13} {'ratio':>6}")
+    measures: dict[str, float] = {}
+    for n, row in sorted(results["steps"].items(), key=lambda item: int(item[0])):
+        ratio, plain = row["durable"] / row["chain"], row["durable_no_eager"] / row["chain"]
+        print(f"{n:>6} {row['chain']:>14.2f} {row['durable']:>16.2f} {ratio:>6.2f} "
+              f"{row['durable_no_eager']:>13.2f} {plain:>6.2f}")
+        measures[f"ratio_{n}"] = ratio
+        measures[f"ratio_{n}_no_eager"] = plain
+    steps = {int(n): row["durable"] for n, row in results["steps"].items()}
+    if len(steps) > 1:
+        measures["growth"] = steps[max(steps)] / steps[min(steps)]
+        print(f"per-step cost N={max(steps)} over N={min(steps)}: {measures['growth']:.2f}")
+    if "chain_django_db" in results:
+        links = ", ".join(f"N={n}: {ms:.2f} ms" for n, ms in results["chain_django_db"].items())
+        print(f"chain with the django-db result backend instead: {links}")
+    if "fan_out" in results:
+        fan = results["fan_out"]
+        measures["fan_out_ratio"] = fan["durable"] / fan["group"]
+        print(f"fan-out of {fan['n']}: workflow.all {fan['durable']:.0f}/s, group "
+              f"{fan['group']:.0f}/s, ratio {measures['fan_out_ratio']:.2f}")
+    if "throughput" in results:
+        measures["throughput"] = results["throughput"]["per_second"]
+        print(f"one-activity workflows, {results['throughput']['n']} started at once: "
+              f"{measures['throughput']:.0f}/s")
+    return measures
+
+
+def _verdicts(measures: dict[str, float]) -> None:
+    print("\n## targets (PostgreSQL + Redis)")
+    for key, comparison, bound, what in TARGETS:
+        if key not in measures:
+            print(f"  -      {what}: not measured")
+            continue
+        value = measures[key]
+        met = value <= bound if comparison == "<=" else value >= bound
+        print(f"  {'met ' if met else 'MISS'}   {what}: {value:.2f} (target {comparison} {bound})")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
-    parser.add_argument("--fan-out", type=int, default=1000)
-    parser.add_argument("--throughput", type=int, default=300)
-    parser.add_argument("--broker", default="redis://127.0.0.1:6379/15")
+    parser.add_argument("--only", choices=["postgres", "sqlite"])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--sizes", type=int, nargs="+")
+    parser.add_argument("--fan-out", type=int)
+    parser.add_argument("--throughput", type=int)
+    parser.add_argument("--child", choices=["postgres", "sqlite"], help=argparse.SUPPRESS)
     args = parser.parse_args()
-    _prepare_environment(f"durable_bench_{os.getpid()}", args.broker)
-    log = Path("/tmp") / f"durable-bench-worker-{os.getpid()}.log"
-    worker = _start_worker(log)
-    from bench.workflows import bench_fan_out, bench_sequence
-
-    try:
-        _time_durable(bench_sequence, 3)  # warm both paths up
-        _time_chain(3)
-        print(f"{'N':>6} {'durable ms/step':>16} {'chain ms/step':>14} {'ratio':>7}")
-        per_step: dict[int, float] = {}
-        for n in args.sizes:
-            durable = _time_durable(bench_sequence, n) / n * 1000
-            raw = _time_chain(n) / n * 1000
-            per_step[n] = durable
-            print(f"{n:>6} {durable:>16.2f} {raw:>14.2f} {durable / raw:>7.2f}")
-        if len(per_step) > 1:
-            small, large = min(per_step), max(per_step)
-            print(f"cost per step at N={large} over N={small}: "
-                  f"{per_step[large] / per_step[small]:.2f}  (target <= 1.2)")
-        if args.fan_out:
-            durable = _time_durable(bench_fan_out, args.fan_out)
-            raw = _time_group(args.fan_out)
-            print(f"fan-out of {args.fan_out}: workflow.all {args.fan_out / durable:.0f}/s, "
-                  f"group {args.fan_out / raw:.0f}/s, throughput ratio {raw / durable:.2f} "
-                  f"(target >= 0.7)")
-        if args.throughput:
-            rate = _throughput(args.throughput)
-            print(f"one-activity workflows, start to result: {rate:.0f}/s (target >= 150)")
-    finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(30)
+    sizes = args.sizes or ([10, 100] if args.quick else [10, 100, 1000])
+    fan_out = args.fan_out if args.fan_out is not None else (200 if args.quick else 1000)
+    throughput = args.throughput if args.throughput is not None else (
+        100 if args.quick else 200)
+    if args.child:  # one backend per process: Django settings are fixed per process
+        print(json.dumps(_measure(args.child, sizes, fan_out, throughput)))
+        return 0
+    measures: dict[str, float] = {}
+    for backend in ("postgres", "sqlite"):
+        if args.only and backend != args.only:
+            continue
+        command = [sys.executable, __file__, "--child", backend, "--sizes", *map(str, sizes),
+                   "--fan-out", str(fan_out), "--throughput", str(throughput)]
+        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+        if done.returncode:
+            print(done.stdout[-3000:], done.stderr[-3000:], file=sys.stderr)
+            return done.returncode
+        found = _report(json.loads(done.stdout.strip().splitlines()[-1]))
+        if backend == "postgres":
+            measures = found
+    if measures:
+        _verdicts(measures)
     return 0
 
 

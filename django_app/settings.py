@@ -113,7 +113,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = (
      "control_folder": os.path.join(_broker_dir, "control"), "store_processed": False,
      "polling_interval": 0.05}
     if CELERY_BROKER_URL.startswith("filesystem") else {"visibility_timeout": 3600})
-CELERY_RESULT_BACKEND = "django-db"
+CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", "django-db")
 CELERY_RESULT_EXTENDED = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
