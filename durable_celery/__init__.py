@@ -39,6 +39,10 @@ from .interceptors import clear_interceptors, register_activity_interceptor, reg
 from .registry import durable_workflow
 from .retry import RetryPolicy
 
+#: The version of this distribution, its single source: setup.cfg reads it (``version = attr:``)
+#: from this file without importing the package. Not in ``__all__``, as is usual for dunders.
+__version__ = "0.1.0"
+
 __all__ = [
     "DuplicateWorkflowError",
     "DurableChildError",
