@@ -6,7 +6,7 @@ Environment:
     CELERY_BROKER_URL: ``memory://`` (default, one process), ``filesystem://``, ``redis://…``,
         ``amqp://…``.
     DURABLE_BROKER_DIR: folder of the ``filesystem://`` broker.
-    DURABLE_IMPORTS: extra comma-separated modules holding workflows (for workers).
+    DURABLE_IMPORTS: comma-separated modules holding workflows (for workers: CELERY_IMPORTS).
     DJANGO_SECRET_KEY, DJANGO_DEBUG.
 """
 
@@ -123,8 +123,9 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_IMPORTS = ["django_app.examples"] + [
-    m for m in os.environ.get("DURABLE_IMPORTS", "").split(",") if m]
+# Workflow modules the workers import besides autodiscovered ``tasks.py`` files (the demo's own
+# workflows live in durable_celery/demo.py, which only the demo command imports).
+CELERY_IMPORTS = [m for m in os.environ.get("DURABLE_IMPORTS", "").split(",") if m]
 
 LOGGING = {
     "version": 1,
