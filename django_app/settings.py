@@ -17,6 +17,8 @@ import os
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from django_app import compat
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "durable-celery-demo-only-not-secret")
@@ -68,15 +70,15 @@ def database_from_url(url: str) -> dict[str, object]:
     """Django's DATABASES entry for a ``sqlite:///…`` or ``postgres://…`` URL."""
     parsed = urlparse(url)
     if parsed.scheme == "sqlite":
+        options: dict[str, object] = {"timeout": 30}
+        if not compat.NEEDS_SHIM:  # Django 4.2 and 5.0 get the same from django_app/compat.py
+            # One writer at a time, taking the lock at BEGIN so steps never deadlock.
+            options["transaction_mode"] = "IMMEDIATE"
+            options["init_command"] = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
         return {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": unquote(parsed.path[1:] if parsed.path.startswith("//") else parsed.path),
-            "OPTIONS": {
-                # One writer at a time, taking the lock at BEGIN so steps never deadlock.
-                "transaction_mode": "IMMEDIATE",
-                "timeout": 30,
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-            },
+            "OPTIONS": options,
         }
     if parsed.scheme in ("postgres", "postgresql"):
         return {
@@ -91,6 +93,7 @@ def database_from_url(url: str) -> dict[str, object]:
     raise ValueError(f"DATABASE_URL must be sqlite:/// or postgres://, got {url!r}")
 
 
+compat.install()
 DATABASES = {
     "default": database_from_url(
         os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")),
