@@ -39,4 +39,5 @@ def install() -> None:
     from django.db.backends.sqlite3 import base
 
     connection_created.connect(_on_connection_created, dispatch_uid="django_app.compat")
-    base.DatabaseWrapper._start_transaction_under_autocommit = _begin_immediate
+    base.DatabaseWrapper._start_transaction_under_autocommit = (  # type: ignore[attr-defined]
+        _begin_immediate)

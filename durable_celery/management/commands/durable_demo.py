@@ -23,6 +23,7 @@ import json
 import time
 import uuid
 from typing import Any
+from urllib.parse import urlparse
 
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -42,6 +43,9 @@ class Command(BaseCommand):
 
     help = ("Run the demo order workflow on in-process worker threads and narrate it. Needs the "
             "embedded setup (memory:// or filesystem:// broker, SQLite) unless --allow-external.")
+    # The system checks run in handle(), after the broker and database were judged: newer Django
+    # releases open the database while checking, and a refused demo must not touch it.
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--order", default=None, help="order id (default: generated)")
@@ -68,6 +72,7 @@ class Command(BaseCommand):
                 + " and ".join(external) + ". Pass --allow-external to run it there anyway: it "
                 "writes workflows named durable_demo.* (namespace durable_demo) to that database "
                 "and consumes the queues " + ", ".join(demo.DEMO_QUEUES) + " on that broker.")
+        self.check()
         if external:
             self._require_migrated()
         else:
@@ -145,20 +150,17 @@ class Command(BaseCommand):
         from durable_celery import demo
 
         state.should_terminate = 0  # type: ignore[assignment]  # what start_worker sets
-        if app.connection_for_write().transport_cls in EMBEDDED_BROKERS:
+        if _transport(app) in EMBEDDED_BROKERS:
             for _ in range(2):
                 demo.wake_worker.apply_async(queue=demo.DEMO_TASK_QUEUE)
 
     @staticmethod
     def _external_parts(app: Any) -> list[str]:
         """What of the configured broker and database is not embedded, described for people."""
-        from django.db import connection
-
         parts = []
-        transport = app.connection_for_write().transport_cls
-        if transport not in EMBEDDED_BROKERS:
+        if _transport(app) not in EMBEDDED_BROKERS:
             parts.append(f"the broker {Command._broker(app)}")
-        if connection.vendor != "sqlite":
+        if not _database_engine().endswith("sqlite3"):
             parts.append(f"the database {Command._database_name()}")
         return parts
 
@@ -182,23 +184,52 @@ class Command(BaseCommand):
 
         Only for the embedded transports, and only lowering an interval that is longer.
         """
-        if app.connection_for_write().transport_cls not in EMBEDDED_BROKERS:
+        if _transport(app) not in EMBEDDED_BROKERS:
             return
         options = dict(app.conf.broker_transport_options or {})
         current = options.get("polling_interval")
         if current is None or float(current) > DEMO_POLLING_INTERVAL:
             options["polling_interval"] = DEMO_POLLING_INTERVAL
-            app.conf.broker_transport_options = options
+            # Under the settings' own name too (``CELERY_BROKER_TRANSPORT_OPTIONS``): Celery 5.4
+            # reads that one first, before a change made under the plain name.
+            prefix = str(getattr(app.conf, "prefix", None) or "")
+            changes = {"broker_transport_options": options}
+            if prefix:
+                changes[f"{prefix}BROKER_TRANSPORT_OPTIONS"] = options
+            app.conf.update(changes)
 
     @staticmethod
     def _broker(app: Any) -> str:
         """The broker URL without its password."""
         from kombu.utils.url import maybe_sanitize_url
 
-        return str(maybe_sanitize_url(app.conf.broker_url or app.connection_for_write().as_uri()))
+        return str(maybe_sanitize_url(_broker_url(app)))
 
     @staticmethod
     def _database_name() -> str:
-        from django.db import connection
+        """The default database's engine and name, read from the settings (no connection)."""
+        from django.conf import settings
+        from django.db import DEFAULT_DB_ALIAS
 
-        return f"{connection.vendor} {connection.settings_dict['NAME']}"
+        name = settings.DATABASES[DEFAULT_DB_ALIAS].get("NAME", "")
+        return f"{_database_engine().rsplit('.', 1)[-1]} {name}"
+
+
+def _database_engine() -> str:
+    """The default database's ENGINE setting: judging it must not need its driver installed."""
+    from django.conf import settings
+    from django.db import DEFAULT_DB_ALIAS
+
+    return str(settings.DATABASES[DEFAULT_DB_ALIAS].get("ENGINE", ""))
+
+
+def _broker_url(app: Any) -> str:
+    """The broker URL the app uses (Celery's own default when none is configured)."""
+    return str(app.conf.broker_url or "amqp://guest@localhost//")
+
+
+def _transport(app: Any) -> str:
+    """The broker's transport name, read from its URL: deciding that a broker is not embedded
+    must not need that broker's client library installed (``redis`` is an extra)."""
+    first = _broker_url(app).split(";")[0]
+    return urlparse(first).scheme.split("+")[0]
