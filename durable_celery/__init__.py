@@ -7,7 +7,9 @@ models: the client and handle reach the store only when called.
 
 from __future__ import annotations
 
-from . import errors, workflow
+__version__ = "0.2.0"
+
+from . import errors, workflow  # noqa: E402
 from .activity import activity
 from .client import DurableClient
 from .errors import (
@@ -27,6 +29,8 @@ from .errors import (
     InvalidArgumentError,
     NonDeterminismError,
     NotJSONSerializableError,
+    PayloadConversionError,
+    ScheduleNotFoundError,
     UnknownActivityError,
     UnknownWorkflowError,
     WorkflowNotFoundError,
@@ -44,6 +48,7 @@ from .retry import RetryPolicy
 __version__ = "0.1.0"
 
 __all__ = [
+    "__version__",
     "DuplicateWorkflowError",
     "DurableChildError",
     "DurableClient",
@@ -61,7 +66,9 @@ __all__ = [
     "InvalidArgumentError",
     "NonDeterminismError",
     "NotJSONSerializableError",
+    "PayloadConversionError",
     "RetryPolicy",
+    "ScheduleNotFoundError",
     "UnknownActivityError",
     "UnknownWorkflowError",
     "WorkflowHandle",

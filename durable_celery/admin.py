@@ -3,7 +3,9 @@
 Executions are listed with a constant number of queries per page; the workflow page shows the
 arguments, outcome, a timeline of the history, search fields, entity document, lineage, timers
 and open waits. Signal, interrupt, retry and re-run need the ``operate_workflow`` permission
-(see :mod:`durable_celery.admin_actions`). Nothing here needs a running worker.
+(see :mod:`durable_celery.admin_actions`). Schedules are listed with their timing, next run and
+latest runs; pause, unpause, trigger and delete need the ``operate_schedule`` permission (see
+:mod:`durable_celery.admin_schedules`). Nothing here needs a running worker.
 """
 
 from __future__ import annotations
@@ -16,14 +18,24 @@ from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
-from . import admin_actions
+from . import admin_actions, admin_schedules
 from .admin_detail import STATUS_COLOURS, detail_context, execution_url, format_duration
-from .models import HistoryEvent, OutboxMessage, PendingSignal, Timer, WorkflowExecution
+from .models import (
+    HistoryEvent,
+    OutboxMessage,
+    PendingSignal,
+    Schedule,
+    Timer,
+    WorkflowExecution,
+)
+from .store.schedule_ops import next_runs
+from .store.schedules import timing_of
 
 __all__ = ["HistoryEventAdmin", "OutboxMessageAdmin", "PendingSignalAdmin", "ReadOnlyAdmin",
-           "TimerAdmin", "WorkflowExecutionAdmin"]
+           "ScheduleAdmin", "TimerAdmin", "WorkflowExecutionAdmin"]
 
 
 def _badge(status: str) -> str:
@@ -196,3 +208,83 @@ class OutboxMessageAdmin(ReadOnlyAdmin):
 
     list_display = ("task_name", "queue", "publish_attempts", "created_at")
     list_filter = ("task_name", "queue")
+
+
+@admin.register(Schedule)
+class ScheduleAdmin(ReadOnlyAdmin):
+    """Schedules: list with timing and next run, a page with runs and log, operator actions."""
+
+    list_display = ("schedule_id", "workflow_name", "timing", "paused_badge", "next_run",
+                    "recent_runs_links", "runs_started", "fires_skipped", "namespace")
+    list_display_links = ("schedule_id",)
+    list_filter = ("paused", "overlap", "namespace", "workflow_name")
+    search_fields = ("schedule_id", "workflow_name")
+    list_per_page = 100
+    actions = None
+    show_full_result_count = False
+
+    @admin.display(description="timing")
+    def timing(self, obj: Schedule) -> str:
+        """The cron expression or interval, and what it means."""
+        timing = timing_of(obj)
+        return format_html('<code style="white-space:nowrap">{}</code><br>'
+                           '<span class="dc-muted">{}</span>', timing.text(),
+                           timing.describe())
+
+    @admin.display(description="state", ordering="paused")
+    def paused_badge(self, obj: Schedule) -> str:
+        """Paused or active, coloured."""
+        return format_html(
+            '<span style="color:#fff;background:{};padding:1px 7px;border-radius:8px;'
+            'font-size:11px" title="{}">{}</span>', "#b26a00" if obj.paused else "#2e7d32",
+            obj.note, "paused" if obj.paused else "active")
+
+    @admin.display(description="next run (UTC)", ordering="next_fire_at")
+    def next_run(self, obj: Schedule) -> str:
+        """The next fire time, or a dash while paused."""
+        upcoming = next_runs(obj, count=1)
+        return f"{upcoming[0]:%Y-%m-%d %H:%M:%S}" if upcoming else "—"
+
+    @admin.display(description="recent runs")
+    def recent_runs_links(self, obj: Schedule) -> str:
+        """Links to the workflow pages of the three latest runs (no query per row)."""
+        runs = [r for r in (obj.recent_runs or [])[:3] if r.get("pk")]
+        if not runs:
+            return "—"
+        return format_html_join(
+            mark_safe("<br>"), '<a href="{}">{}</a>',
+            ((execution_url(r["pk"]), r["workflow_id"]) for r in runs))
+
+    def get_urls(self) -> list[URLPattern]:
+        """Operator action pages before the default ones."""
+        wrap = self.admin_site.admin_view
+
+        def view(function: Any) -> Any:
+            return wrap(lambda request, *args, **kwargs: function(self, request, *args,
+                                                                  **kwargs))
+
+        custom = [
+            path(f"<path:object_id>/{action}/", view(getattr(admin_schedules, f"{action}_view")),
+                 name=f"durable_celery_schedule_{action}")
+            for action in ("pause", "unpause", "trigger", "delete")
+        ]
+        return custom + super().get_urls()
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        """The schedule page (read-only; actions are separate pages)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        schedule = self.get_object(request, object_id)
+        if schedule is None:
+            raise Http404(f"no schedule {object_id!r}")
+        opts = self.model._meta
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": opts, "app_label": opts.app_label, "original": schedule,
+            "title": f"Schedule {schedule.schedule_id}",
+            "can_operate": admin_schedules.can_operate_schedules(request),
+            **admin_schedules.schedule_context(schedule),
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, "admin/durable_celery/schedule/detail.html", context)

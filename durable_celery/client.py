@@ -10,11 +10,13 @@ from .conf import durable_setting
 from .durations import parse_duration
 from .errors import UnknownWorkflowError
 from .handle import WorkflowHandle
+from .payloads import encode
 from .registry import WorkflowDefinition, find_workflow
 from .retry import RetryPolicy
 from .serialization import json_roundtrip
 
 if TYPE_CHECKING:
+    from .schedules import ScheduleHandle
     from .transport.events import Subscription
 
 __all__ = ["DurableClient"]
@@ -40,7 +42,8 @@ class DurableClient:
 
         Args:
             workflow: The definition, or its registered name.
-            *args: JSON-serialisable arguments.
+            *args: Its arguments: JSON values, dataclasses, pydantic models. When the
+                definition is known here they are checked against its signature.
             workflow_id: Unique id in the namespace (default: generated).
             task_queue: Celery queue of its replay steps (default: the definition's, else
                 ``DURABLE_DEFAULT_TASK_QUEUE``).
@@ -54,12 +57,15 @@ class DurableClient:
             DuplicateWorkflowError: ``workflow_id`` is still running in the namespace.
             UnknownWorkflowError: ``workflow`` names nothing registered and no ``task_queue``
                 says where it lives.
+            TypeError: The arguments do not fit the workflow function's signature (too many,
+                too few, or not rebuildable as its hints say); nothing is stored.
             NotJSONSerializableError: An argument is not JSON (a ``TypeError``).
         """
         from .store.executions import create_execution
 
-        name, default_queue = _resolve(workflow, task_queue)
-        stored_args = json_roundtrip(list(args), where=f"arguments of workflow {name!r}")
+        name, default_queue, definition = _resolve(workflow, task_queue)
+        stored_args = definition.check_args(args) if definition is not None else encode(
+            list(args), where=f"arguments of workflow {name!r}")
         fields = {str(k): str(v) for k, v in (search or {}).items()}
         policy = RetryPolicy.coerce(retry_policy)
         ns = namespace or self.namespace
@@ -180,11 +186,108 @@ class DurableClient:
 
         return Subscription(topics)
 
+    def schedule(self, workflow: WorkflowDefinition | Callable[..., Any] | str, *args: Any,
+                 schedule_id: str, cron: str | None = None, every: str | float | None = None,
+                 task_queue: str | None = None, overlap: str = "skip",
+                 catchup_window: str | float | None = None,
+                 search: dict[str, Any] | None = None, entity: str | None = None,
+                 expire: float | str | None = None,
+                 retry_policy: RetryPolicy | dict[str, Any] | None = None,
+                 paused: bool | None = None, namespace: str | None = None) -> ScheduleHandle:
+        """Start ``workflow(*args)`` on a cron expression or at a fixed interval (UTC).
+
+        Each fire starts one run with workflow id ``f"{schedule_id}-{fire:%Y%m%dT%H%M%SZ}"``
+        and the search field ``durable_schedule_id``; the workers' sweepers fire it, once per
+        fire time however many there are. Calling this again with the same ``schedule_id``
+        replaces the definition and keeps the schedule's state (paused, log, runs).
+
+        Args:
+            workflow: The definition, or its registered name.
+            *args: JSON-serialisable arguments of every run.
+            schedule_id: The schedule's id in the namespace (at most 200 characters).
+            cron: Five-field cron expression (``"0 3 * * *"``) or ``@hourly``-style alias.
+            every: Interval, whole seconds >= 1 (``30``, ``"30s"``, ``"1 hour"``); fires at the
+                multiples of it since the Unix epoch. Exactly one of ``cron``/``every``.
+            task_queue: As for ``start``.
+            overlap: While a run of this schedule is still running, a fire is skipped
+                (``"skip"``, default and recorded), kept until it ends (``"buffer_one"``, at
+                most one waits), started anyway (``"allow_all"``) or replaces it
+                (``"cancel_other"``: the running run and its descendants are interrupted).
+            catchup_window: Fires missed while no worker ran are made up when they are at
+                most this old (default 1 hour, at least 10 seconds) and skipped beyond it.
+            search, entity, expire, retry_policy: Start options of every run (see ``start``).
+            paused: Create it paused; ``None`` keeps an existing schedule's state.
+            namespace: Namespace (default: the client's).
+
+        Raises:
+            ValueError: A malformed ``cron``/``every``/``catchup_window``, both or neither of
+                ``cron``/``every``, an unknown ``overlap``, a bad ``schedule_id``.
+            TypeError: Arguments that do not fit the workflow's signature or are not JSON.
+            UnknownWorkflowError: As for ``start``. Nothing is stored when anything is wrong.
+        """
+        from .schedules import (
+            ScheduleHandle,
+            ScheduleTiming,
+            check_schedule_id,
+            parse_catchup_window,
+            parse_overlap,
+        )
+        from .store.schedule_ops import save_schedule
+
+        check_schedule_id(schedule_id)
+        timing = ScheduleTiming.parse(cron=cron, every=every)
+        name, default_queue, known = _resolve(workflow, task_queue)
+        stored_args = known.check_args(args) if known is not None else json_roundtrip(
+            list(args), where=f"arguments of schedule {schedule_id!r}")
+        policy = RetryPolicy.coerce(retry_policy)
+        definition = {
+            "workflow_name": name, "task_queue": task_queue or default_queue,
+            "args": stored_args,
+            "search": {str(k): str(v) for k, v in (search or {}).items()},
+            "entity": entity or "",
+            "retry_policy": policy.to_dict() if policy else None,
+            "expire": None if expire is None else parse_duration(expire, what="expire"),
+            "cron": timing.cron, "every": timing.every, "overlap": parse_overlap(overlap),
+            "catchup_window": parse_catchup_window(catchup_window),
+        }
+        if paused is not None and not isinstance(paused, bool):
+            raise TypeError(f"paused must be True, False or None, got {paused!r}")
+        ns = namespace or self.namespace
+        save_schedule(namespace=ns, schedule_id=schedule_id, definition=definition,
+                      paused=paused)
+        return ScheduleHandle(schedule_id, ns)
+
+    def get_schedule(self, schedule_id: str, namespace: str | None = None) -> ScheduleHandle:
+        """A handle on an existing schedule.
+
+        Raises:
+            ScheduleNotFoundError: There is none with this id.
+        """
+        from .schedules import ScheduleHandle
+        from .store.schedule_ops import get_schedule
+
+        ns = namespace or self.namespace
+        get_schedule(ns, schedule_id)
+        return ScheduleHandle(schedule_id, ns)
+
+    def list_schedules(self, namespace: str | None = None) -> list[ScheduleHandle]:
+        """Every schedule of the namespace, by id (``describe()`` each for its state)."""
+        from .models import Schedule
+        from .schedules import ScheduleHandle
+
+        ns = namespace or self.namespace
+        ids = Schedule.objects.filter(namespace=ns).order_by("schedule_id") \
+            .values_list("schedule_id", flat=True)
+        return [ScheduleHandle(schedule_id, ns) for schedule_id in ids]
+
+
 def _resolve(workflow: WorkflowDefinition | Callable[..., Any] | str,
-             task_queue: str | None) -> tuple[str, str]:
+             task_queue: str | None) -> tuple[str, str, WorkflowDefinition | None]:
+    """The workflow's name, default task queue and definition (``None`` when only the workers
+    know it)."""
     default_queue = str(durable_setting("DURABLE_DEFAULT_TASK_QUEUE"))
     if isinstance(workflow, WorkflowDefinition):
-        return workflow.name, workflow.task_queue or default_queue
+        return workflow.name, workflow.task_queue or default_queue, workflow
     if isinstance(workflow, str):
         try:
             definition = find_workflow(workflow)
@@ -194,7 +297,7 @@ def _resolve(workflow: WorkflowDefinition | Callable[..., Any] | str,
                     f"no workflow named {workflow!r} is registered in this process; import its "
                     f"module, or pass task_queue= to start a workflow defined only on the "
                     f"workers") from None
-            return workflow, default_queue
-        return definition.name, definition.task_queue or default_queue
+            return workflow, default_queue, None
+        return definition.name, definition.task_queue or default_queue, definition
     raise TypeError(f"start() needs a @durable_workflow definition or a registered name, got "
                     f"{workflow!r}")

@@ -7,6 +7,8 @@ from typing import Any
 
 from .conf import durable_setting
 from .errors import DurableInterruptedError, WorkflowNotRunningError, error_from_dict
+from .payloads import decode_result
+from .registry import lookup_workflow
 
 __all__ = ["WorkflowHandle"]
 
@@ -29,6 +31,9 @@ class WorkflowHandle:
     def result(self, timeout: float | None = None) -> Any:
         """Block until the workflow ends; return its value or raise its terminal error.
 
+        When the workflow's definition is registered in this process, the value is rebuilt by
+        its return annotation (dataclasses, pydantic models); otherwise the stored JSON returns.
+
         Raises:
             DurableError: The workflow failed (its class, ``.code`` and ``.message``).
             DurableInterruptedError: It was interrupted (code 410).
@@ -39,7 +44,7 @@ class WorkflowHandle:
         while True:
             execution = self._execution()
             if execution.status == "completed":
-                return execution.result
+                return _rebuilt_result(execution.workflow_name, execution.result)
             if execution.status == "failed":
                 raise error_from_dict(execution.error or {})
             if execution.status == "interrupted":
@@ -90,3 +95,10 @@ class WorkflowHandle:
         from .store.executions import interrupt_execution
 
         return interrupt_execution(self.namespace, self.workflow_id, reason, descend)
+
+
+def _rebuilt_result(workflow_name: str, value: Any) -> Any:
+    definition = lookup_workflow(workflow_name)
+    if definition is None:
+        return value
+    return decode_result(definition.function, value, where=f"workflow {workflow_name!r}")

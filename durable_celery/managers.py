@@ -6,15 +6,22 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.db import connection, models
+from django.db.models import Q
 
 if TYPE_CHECKING:
-    from .models import HistoryEvent, PendingSignal, WorkflowExecution  # noqa: F401
+    from .models import (  # noqa: F401
+        HistoryEvent,
+        PendingSignal,
+        Schedule,
+        WorkflowExecution,
+    )
 
 __all__ = [
     "ExecutionQuerySet",
     "HistoryEventQuerySet",
     "OutboxQuerySet",
     "PendingSignalQuerySet",
+    "ScheduleQuerySet",
     "TimerQuerySet",
     "supports_row_locks",
 ]
@@ -44,11 +51,11 @@ class ExecutionQuerySet(models.QuerySet["WorkflowExecution"]):
         return qs.first()
 
     def named(self, namespace: str, workflow_id: str) -> ExecutionQuerySet:
-        """The execution with this id in this namespace (at most one)."""
+        """Every run of this workflow id in this namespace (at most one of them active)."""
         return self.filter(namespace=namespace, workflow_id=workflow_id)
 
     def needing_step(self, before: datetime) -> ExecutionQuerySet:
-        """Active executions that asked for a step before ``before`` and did not get one."""
+        """Active runs that asked for a step before ``before`` and did not get one."""
         return self.active().filter(step_requested=True, updated_at__lt=before)
 
 
@@ -63,8 +70,8 @@ class HistoryEventQuerySet(models.QuerySet["HistoryEvent"]):
             "observed_step")
 
     def settle(self, pk: int, *, result: Any = None, error: dict[str, Any] | None = None,
-               now: datetime, celery_task_id: str | None = None,
-               attempt: int | None = None) -> bool:
+               now: datetime, celery_task_id: str | None = None, attempt: int | None = None,
+               worker_id: int | None = None, observed_step: int | None = None) -> bool:
         """Record the outcome of a scheduled call; the first writer wins.
 
         Args:
@@ -73,19 +80,26 @@ class HistoryEventQuerySet(models.QuerySet["HistoryEvent"]):
             error: The error dict when it failed.
             now: Completion time.
             celery_task_id: The Celery task that produced the outcome.
-            attempt: When given, only that attempt may record a failure (a stale one cannot).
+            attempt: When given, only that attempt may record it (a stale one cannot).
+            worker_id: When given, only an attempt this process holds (or one nobody holds,
+                completed from elsewhere) may record it.
+            observed_step: The step that sees the outcome as it is recorded (the sequential
+                path records the outcome and its step together).
 
         Returns:
             Whether this call recorded the outcome (``False``: it was already settled).
         """
         qs = self.filter(pk=pk, status="scheduled")
-        fields: dict[str, Any] = {"completed_at": now, "lease_until": None}
+        if attempt is not None:
+            qs = qs.filter(attempts=attempt)
+        if worker_id is not None:
+            qs = qs.filter(models.Q(worker_id=worker_id) | models.Q(worker__isnull=True))
+        fields: dict[str, Any] = {"completed_at": now, "lease_until": None,
+                                  "observed_step": observed_step}
         if error is None:
             fields.update(status="completed", result=result)
         else:
             fields.update(status="failed", error=error)
-            if attempt is not None:
-                qs = qs.filter(attempts=attempt)
         if celery_task_id is not None:
             fields["celery_task_id"] = celery_task_id
         return bool(qs.update(**fields))
@@ -100,9 +114,9 @@ class HistoryEventQuerySet(models.QuerySet["HistoryEvent"]):
                            execution__namespace=namespace,
                            execution__status__in=("pending", "running"))
 
-    def lost_activities(self, now: datetime) -> HistoryEventQuerySet:
-        """Scheduled activity attempts whose lease ran out (their worker is presumed gone)."""
-        return self.filter(kind="activity", status="scheduled", lease_until__lt=now,
+    def open_activities(self) -> HistoryEventQuerySet:
+        """Activity calls still waiting for an outcome, in runs that are still active."""
+        return self.filter(kind="activity", status="scheduled",
                            execution__status__in=("pending", "running"))
 
 
@@ -138,3 +152,32 @@ class OutboxQuerySet(models.QuerySet[Any]):
             qs = qs.select_for_update(skip_locked=True)
         return list(qs[:limit])
 
+
+
+class ScheduleQuerySet(models.QuerySet["Schedule"]):
+    """Verbs over schedules."""
+
+    def named(self, namespace: str, schedule_id: str) -> ScheduleQuerySet:
+        """The schedule with this id in this namespace (at most one)."""
+        return self.filter(namespace=namespace, schedule_id=schedule_id)
+
+    def due(self, now: datetime) -> ScheduleQuerySet:
+        """Unpaused schedules with a fire time that has come, or a buffered fire waiting,
+        fire times first."""
+        return self.filter(paused=False).filter(
+            Q(next_fire_at__lte=now) | Q(buffered_fire_at__isnull=False)).order_by(
+            "next_fire_at", "pk")
+
+    def claim_due(self, now: datetime, limit: int = 50) -> list[Schedule]:
+        """Lock and return due schedules no other sweeper holds (call inside a transaction)."""
+        qs = self.due(now)
+        if supports_row_locks():
+            qs = qs.select_for_update(skip_locked=True)
+        return list(qs[:limit])
+
+    def lock(self, pk: int) -> Schedule | None:
+        """Lock and return the schedule ``pk`` for the current transaction (waits for it)."""
+        qs = self.filter(pk=pk)
+        if supports_row_locks():
+            qs = qs.select_for_update()
+        return qs.first()

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, overload
 
 from .errors import UnknownActivityError, UnknownWorkflowError
+from .payloads import check_args, decode_args, encode
 
 if TYPE_CHECKING:
     from .handle import WorkflowHandle
@@ -17,9 +18,12 @@ if TYPE_CHECKING:
 __all__ = [
     "ActivityDefinition",
     "WorkflowDefinition",
+    "add_activity",
     "durable_workflow",
     "find_activity",
     "find_workflow",
+    "lookup_activity",
+    "lookup_workflow",
     "register_activity",
     "registered_activities",
     "registered_workflows",
@@ -45,6 +49,29 @@ class WorkflowDefinition:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.function(*args, **kwargs)
+
+    async def entry(self, *args: Any) -> Any:
+        """What a replay step runs: the function on its stored (JSON) arguments.
+
+        Arguments are rebuilt by the function's parameter hints (dataclasses, pydantic models)
+        and the result is returned as the JSON that will be stored.
+
+        Raises:
+            PayloadConversionError: A stored argument does not fit its hint (not retried).
+            NotJSONSerializableError: The result is not JSON (not retried).
+        """
+        what = f"workflow {self.name!r}"
+        result = await self.function(*decode_args(self.function, args, where=what))
+        return encode(result, where=f"the result of {what}")
+
+    def check_args(self, args: Sequence[Any]) -> list[Any]:
+        """Check that ``args`` bind to the function's signature and rebuild by its hints;
+        return them as the JSON to store.
+
+        Raises:
+            TypeError: They cannot (a ``NotJSONSerializableError`` when not JSON).
+        """
+        return check_args(self.function, args, where=f"workflow {self.name!r}")
 
     def start(self, *args: Any, **options: Any) -> WorkflowHandle:
         """Start this workflow; the options are those of ``DurableClient.start``."""
@@ -122,19 +149,33 @@ def durable_workflow(function: Callable[..., Any] | None = None, /, *, name: str
 
 def register_activity(fn: Callable[..., Any], name: str | None = None,
                       task_queue: str | None = None) -> ActivityDefinition:
-    """Register ``fn`` as an activity and return its definition.
+    """Register ``fn`` (a function or a bound method) as an activity and return its definition.
 
     Raises:
         ValueError: Another function is already registered under this name and task queue.
     """
     definition = ActivityDefinition(name or fn.__name__, fn, task_queue)
-    key = (task_queue, definition.name)
-    existing = _activities.get(key)
-    if existing is not None and _qualified(existing.function) != _qualified(fn):
-        raise ValueError(f"an activity named {definition.name!r} is already registered for "
-                         f"task queue {task_queue!r} ({_qualified(existing.function)})")
-    _activities[key] = definition
+    add_activity(definition, dry_run=True)
+    add_activity(definition)
     return definition
+
+
+def add_activity(definition: ActivityDefinition, *, dry_run: bool = False) -> None:
+    """Put ``definition`` in the registry (with ``dry_run``, only check that it may be).
+
+    The same function registered again (a module imported twice) replaces itself.
+
+    Raises:
+        ValueError: Another function is already registered under its name and task queue.
+    """
+    key = (definition.task_queue, definition.name)
+    existing = _activities.get(key)
+    if existing is not None and _qualified(existing.function) != _qualified(definition.function):
+        raise ValueError(f"an activity named {definition.name!r} is already registered for "
+                         f"task queue {definition.task_queue!r} "
+                         f"({_qualified(existing.function)})")
+    if not dry_run:
+        _activities[key] = definition
 
 
 def find_workflow(name: str) -> WorkflowDefinition:
@@ -159,16 +200,28 @@ def find_activity(name: str, task_queue: str | None) -> ActivityDefinition:
     Raises:
         UnknownActivityError: Nothing is registered under ``name`` in this process.
     """
-    definition = _activities.get((task_queue, name)) or _activities.get((None, name))
+    definition = lookup_activity(name, task_queue)
     if definition is None:
-        candidates = [d for (queue, n), d in _activities.items() if n == name]
-        if len(candidates) == 1:
-            return candidates[0]
         known = ", ".join(sorted({n for _, n in _activities})) or "none"
         raise UnknownActivityError(
             f"no activity named {name!r} is registered for task queue {task_queue!r} on this "
             f"worker (registered: {known})")
     return definition
+
+
+def lookup_activity(name: str, task_queue: str | None) -> ActivityDefinition | None:
+    """As :func:`find_activity`, but ``None`` when this process has no such activity."""
+    definition = _activities.get((task_queue, name)) or _activities.get((None, name))
+    if definition is None:
+        candidates = [d for (queue, n), d in _activities.items() if n == name]
+        if len(candidates) == 1:
+            return candidates[0]
+    return definition
+
+
+def lookup_workflow(name: str) -> WorkflowDefinition | None:
+    """The workflow registered as ``name`` in this process, or ``None``."""
+    return _workflows.get(name)
 
 
 def registered_workflows() -> dict[str, WorkflowDefinition]:

@@ -1,10 +1,12 @@
-"""The Celery tasks of durable_celery (found by ``autodiscover_tasks``) and the worker hooks.
+"""The Celery tasks of durable_celery (found by ``autodiscover_tasks``).
 
 * ``durable_celery.replay_step`` runs on the workflow's task queue ``Q``.
-* ``durable_celery.run_activity`` runs on ``Q-activity`` (or the proxy's ``P-activity``).
+* ``durable_celery.run_activity`` runs on ``Q-activity`` (or the proxy's ``P-activity``); its
+  ``shadow`` name is ``activity:<name>``, and a failed attempt ends the task in FAILURE with the
+  activity's own exception.
 
-Both acknowledge late and are rejected back to the broker when their worker process dies, so a
-killed worker loses nothing; the database absorbs duplicates.
+Both acknowledge late; what a dead worker held is re-driven from the database by the sweeper of
+any live worker, so neither the broker's redelivery nor its visibility timeout is waited on.
 """
 
 from __future__ import annotations
@@ -12,18 +14,17 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Task, shared_task
-from celery.signals import worker_ready, worker_shutdown
 
-from .store.steps import run_replay_step
-from .transport.activities import run_activity_attempt
-from .transport.filesystem import install_filesystem_transport
-from .transport.publish import install_publisher
-from .transport.sweeper import start_sweeper
+from .task_names import REPLAY_STEP_TASK, RUN_ACTIVITY_TASK
+from .transport.activities import (
+    AttemptFailed,
+    EagerBudget,
+    run_claimed_attempts,
+    run_delivered_attempt,
+)
+from .transport.worker import current_worker_id
 
 __all__ = ["replay_step", "run_activity"]
-
-install_publisher()
-install_filesystem_transport()
 
 _DURABLE_TASK_OPTIONS: dict[str, Any] = {
     "acks_late": True,
@@ -32,31 +33,29 @@ _DURABLE_TASK_OPTIONS: dict[str, Any] = {
 }
 
 
-@shared_task(name="durable_celery.replay_step", bind=True, ignore_result=True,
-             **_DURABLE_TASK_OPTIONS)
+@shared_task(name=REPLAY_STEP_TASK, bind=True, ignore_result=True, **_DURABLE_TASK_OPTIONS)
 def replay_step(self: Task, execution_pk: int) -> None:
-    """Replay the execution ``execution_pk`` while it has outcomes no step has seen.
+    """Step the run ``execution_pk`` while it has news, then run the activities the steps
+    claimed for this process.
 
-    Its result is always ``None`` and the history is the record, so none is stored; activity
-    tasks keep theirs (each history row links to its Celery task's result).
+    Its result is always ``None`` and the history is the record, so none is stored.
     """
-    run_replay_step(int(execution_pk))
+    from .store.steps import run_replay_step
+
+    worker_id = current_worker_id()
+    budget = EagerBudget(worker_id, self.request.id)
+    run_claimed_attempts(run_replay_step(int(execution_pk), worker_id, budget), worker_id,
+                         budget)
 
 
-@shared_task(name="durable_celery.run_activity", bind=True, **_DURABLE_TASK_OPTIONS)
-def run_activity(self: Task, message: dict[str, Any]) -> str:
-    """Run one activity attempt and record its outcome."""
-    return run_activity_attempt(message, self.request.id)
+@shared_task(name=RUN_ACTIVITY_TASK, bind=True, **_DURABLE_TASK_OPTIONS)
+def run_activity(self: Task, message: dict[str, Any]) -> dict[str, Any]:
+    """Run one activity attempt and record its outcome (then what the next steps claimed).
 
-
-@worker_ready.connect
-def _start_sweeper_with_worker(**_: Any) -> None:
-    start_sweeper()
-
-
-@worker_shutdown.connect
-def _stop_sweeper_with_worker(**_: Any) -> None:
-    from .transport import sweeper
-
-    if sweeper._started is not None:
-        sweeper._started.stop()
+    Raises:
+        Exception: The attempt failed: the activity's own exception, after it was recorded.
+    """
+    try:
+        return run_delivered_attempt(message, self.request.id)
+    except AttemptFailed as failed:
+        raise failed.error from None

@@ -90,9 +90,11 @@ def start_worker(django_db_setup: None) -> Iterator[Callable[..., WorkerProcess]
     """Start extra workers (e.g. to kill them); all are stopped after the test."""
     started: list[WorkerProcess] = []
 
-    def start(queues: list[str], concurrency: int = 1) -> WorkerProcess:
+    def start(queues: list[str], concurrency: int = 1, env: dict[str, str] | None = None,
+              pool: str = "prefork") -> WorkerProcess:
         worker = WorkerProcess(queues, f"w{len(started)}-{uuid.uuid4().hex[:6]}",
-                               BACKEND.workdir, concurrency=concurrency).start()
+                               BACKEND.workdir, concurrency=concurrency, env=env,
+                               pool=pool).start()
         started.append(worker)
         return worker
 

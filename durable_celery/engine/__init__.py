@@ -2,7 +2,7 @@
 
 from .context import DurableCall, ReplayContext, WorkflowInfo, current_context, deterministic_random
 from .history import BLOCKING_KINDS, Command, HistoryRecord, StepStatus
-from .replay import ReplayStep, StepOutcome, describe_error
+from .replay import ReplayStep, StepOutcome, WorkflowRun
 
 __all__ = [
     "BLOCKING_KINDS",
@@ -14,7 +14,7 @@ __all__ = [
     "StepOutcome",
     "StepStatus",
     "WorkflowInfo",
+    "WorkflowRun",
     "current_context",
-    "describe_error",
     "deterministic_random",
 ]

@@ -22,21 +22,27 @@ from ..errors import (
     DurableProxyError,
     DurableSleepError,
     DurableWaitForError,
+    InvalidArgumentError,
     NonDeterminismError,
     error_from_dict,
 )
 from .history import BLOCKING_KINDS, Command, HistoryRecord
 
 __all__ = [
+    "MAX_TIMER_SECONDS",
     "DurableCall",
     "ReplayContext",
     "WorkflowInfo",
+    "check_timer_seconds",
     "current_context",
     "deterministic_random",
 ]
 
 _current: contextvars.ContextVar[ReplayContext | None] = contextvars.ContextVar(
     "durable_celery_replay_context", default=None)
+
+#: Longest durable timer (sleep, wait timeout, retry delay): 100 years.
+MAX_TIMER_SECONDS = 100 * 365 * 86400.0
 
 _SUSPENSION_BY_KIND: dict[str, type[DurableInterruption]] = {
     "activity": DurableProxyError,
@@ -79,6 +85,7 @@ class WorkflowInfo:
     origin_workflow_id: str | None = None
     expire: float | None = None
     step: int = 1
+    run_id: str = ""
 
 
 class DurableCall:
@@ -102,12 +109,17 @@ class DurableCall:
         return self._transform(value) if self._transform else value
 
 
-@dataclass
+@dataclass(eq=False)
 class ReplayContext:
-    """Positions, stored outcomes and new commands of one workflow thread in one step.
+    """Positions, stored outcomes and new commands of one workflow thread.
+
+    A context lives as long as the run of the workflow coroutine: for one step when the workflow
+    is replayed from history, or across many steps when the suspended run stays in memory
+    (:mod:`durable_celery.engine.cache`). Each step begins with :meth:`begin_step` and ends with
+    :meth:`end_step`, which turns the step's commands into history.
 
     Attributes:
-        info: Identity of the workflow.
+        info: Identity of the workflow (``info.step`` is the number of the current step).
         history: Records of this thread, by position.
         commands: Calls made for the first time in this step, in position order.
         port: What storage offers during the step: ``port.perform(kind, operation, args)``
@@ -123,9 +135,8 @@ class ReplayContext:
     fatal: BaseException | None = None
     unwinding: bool = False
     phase: float = 0
-    _waiting: dict[float, list[tuple[asyncio.Future[Any], HistoryRecord]]] = field(
-        default_factory=dict)
-    _pending: list[DurableCall] = field(default_factory=list)
+    _waiting: dict[float, list[int]] = field(default_factory=dict)
+    _pending: dict[int, tuple[DurableCall, bool]] = field(default_factory=dict)
     _last_recorded: int = 0
 
     def __post_init__(self) -> None:
@@ -169,18 +180,26 @@ class ReplayContext:
         if record is None:
             details = input(seq) if callable(input) else dict(input or {})
             self.commands.append(Command(seq, self.info.workflow_dimension, kind, name, details))
-            self._pending.append(call)
+            self._pending[seq] = (call, throw_on_error)
         elif not record.resolved:
-            self._pending.append(call)
+            self._pending[seq] = (call, throw_on_error)
         else:
             group = float(record.observed_step) if record.observed_step is not None else math.inf
             if group <= self.phase:
-                self._resolve(future, record, throw_on_error)
+                _resolve(future, record, throw_on_error)
             else:
-                self._waiting.setdefault(group, []).append((future, record))
-                future.throw_on_error = throw_on_error  # type: ignore[attr-defined]
-                self._pending.append(call)
+                self._waiting.setdefault(group, []).append(seq)
+                self._pending[seq] = (call, throw_on_error)
         return call
+
+    def sleep(self, seconds: float) -> DurableCall:
+        """Take a position for a durable sleep of ``seconds`` (``sleep_for``, ``asyncio.sleep``).
+
+        Raises:
+            InvalidArgumentError: ``seconds`` is negative, not finite, or beyond
+                :data:`MAX_TIMER_SECONDS`.
+        """
+        return self.schedule("sleep", "", {"seconds": check_timer_seconds(seconds, "sleep")})
 
     def record_now(self, kind: str, name: str, compute: Callable[[int], Any],
                    input: dict[str, Any] | None = None) -> tuple[Any, bool]:
@@ -221,6 +240,23 @@ class ReplayContext:
 
     # -- what the runner calls ----------------------------------------------------------------
 
+    def begin_step(self, info: WorkflowInfo, port: Any) -> None:
+        """Start step ``info.step`` of a run kept in memory: new commands, a new port."""
+        self.info = info
+        self.port = port
+        self.commands = []
+
+    def end_step(self) -> None:
+        """The step's commands become history of this run (they were stored by the store)."""
+        step = self.info.step
+        for command in self.commands:
+            resolved = command.status != "scheduled"
+            self.history[command.seq] = HistoryRecord(
+                command.seq, command.dimension, command.kind, command.name, command.status,
+                command.result, command.error, step if resolved else None)
+        self.commands = []
+        self._last_recorded = max(self._last_recorded, self.counter)
+
     def next_phase(self) -> float | None:
         """The earliest moment at which a stored outcome still to deliver arrived (``inf`` =
         during this step), or ``None`` when there is nothing left to deliver."""
@@ -229,13 +265,35 @@ class ReplayContext:
     def deliver(self, phase: float) -> None:
         """Resolve the calls whose outcomes arrived at ``phase``."""
         self.phase = phase
-        for future, record in self._waiting.pop(phase, []):
-            if not future.done():
-                self._resolve(future, record, getattr(future, "throw_on_error", True))
+        for seq in self._waiting.pop(phase, []):
+            self._settle(seq, self.history[seq])
+
+    def deliver_new(self, records: list[HistoryRecord]) -> list[int]:
+        """Resolve waiting calls of a run kept in memory with outcomes new to this step.
+
+        The outcomes are delivered together, in position order, as a replay from history
+        delivers the outcomes first seen by one step.
+
+        Returns:
+            The positions that were delivered (records of calls this run is not waiting for
+            are ignored).
+        """
+        delivered = []
+        for record in sorted(records, key=lambda r: r.seq):
+            if record.resolved and record.seq in self._pending:
+                self.history[record.seq] = record
+                self._settle(record.seq, record)
+                delivered.append(record.seq)
+        return delivered
 
     def pending_calls(self) -> list[DurableCall]:
         """Calls still waiting for an outcome."""
-        return [call for call in self._pending if not call.future.done()]
+        return [call for call, _ in self._pending.values() if not call.future.done()]
+
+    def waiting_for(self, seq: int) -> bool:
+        """Whether the call at position ``seq`` waits for its outcome."""
+        pending = self._pending.get(seq)
+        return pending is not None and not pending[0].future.done()
 
     def interrupt_pending(self) -> None:
         """End every waiting call with its control-flow error so the coroutines unwind."""
@@ -243,6 +301,8 @@ class ReplayContext:
         for call in self.pending_calls():
             call.future.set_exception(_SUSPENSION_BY_KIND[call.kind](
                 f"{call.kind} at position {call.seq} is not finished yet"))
+        self._pending.clear()
+        self._waiting.clear()
 
     @property
     def recorded_positions(self) -> int:
@@ -250,6 +310,11 @@ class ReplayContext:
         return self._last_recorded
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _settle(self, seq: int, record: HistoryRecord) -> None:
+        pending = self._pending.pop(seq, None)
+        if pending is not None and not pending[0].future.done():
+            _resolve(pending[0].future, record, pending[1])
 
     def _take_position(self, kind: str, name: str) -> int:
         if self.unwinding:
@@ -271,14 +336,28 @@ class ReplayContext:
             raise self.fatal
         return seq
 
-    @staticmethod
-    def _resolve(future: asyncio.Future[Any], record: HistoryRecord, throw_on_error: bool) -> None:
-        if record.status == "failed":
-            error = error_from_dict(record.error or {"message": "failed", "code": 598})
-            if throw_on_error:
-                future.set_exception(error)
-            else:
-                future.set_result(error)
-        else:
-            future.set_result(record.result)
 
+def _resolve(future: asyncio.Future[Any], record: HistoryRecord, throw_on_error: bool) -> None:
+    if record.status == "failed":
+        error = error_from_dict(record.error or {"message": "failed", "code": 598})
+        if throw_on_error:
+            future.set_exception(error)
+        else:
+            future.set_result(error)
+    else:
+        future.set_result(record.result)
+
+
+def check_timer_seconds(seconds: Any, what: str) -> float:
+    """Return ``seconds`` as a float if a durable timer can wait that long.
+
+    Raises:
+        InvalidArgumentError: Negative, not a finite number, or beyond
+            :data:`MAX_TIMER_SECONDS` (a due time the database can store).
+    """
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) \
+            or not math.isfinite(seconds) or seconds < 0 or seconds > MAX_TIMER_SECONDS:
+        raise InvalidArgumentError(
+            f"{what} duration must be a finite number of seconds between 0 and "
+            f"{MAX_TIMER_SECONDS:.0f} (100 years), got {seconds!r}")
+    return float(seconds)

@@ -1,9 +1,11 @@
-"""``ReplayStep``: run a workflow function from the top against its history and decide.
+"""``WorkflowRun``: run a workflow function against its history and decide what follows.
 
-A step re-executes the coroutine on a fresh, private event loop. Stored outcomes are handed back in
-the order they originally arrived (one delivery per earlier step), so concurrent branches
-interleave exactly as they did the first time; then the outcomes new to this step are delivered.
-When nothing can run any more the step ends: completed, failed, or suspended on new commands.
+A run executes the coroutine on a private :class:`~durable_celery.engine.loop.ReplayEventLoop`.
+Stored outcomes are handed back in the order they originally arrived (one delivery per earlier
+step), so concurrent branches interleave exactly as they did the first time; then the outcomes
+new to this step are delivered. When nothing can run any more the step ends: completed, failed,
+or suspended on new commands. A suspended run may stay in memory and take the next step's
+outcomes directly (:meth:`WorkflowRun.resume`) instead of replaying from the top.
 """
 
 from __future__ import annotations
@@ -15,18 +17,19 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..errors import (
-    DurableError,
     DurableFatalError,
     DurableInterruption,
     DurableMaxedError,
     DurableTimeoutError,
     NonDeterminismError,
     WorkflowSandboxError,
+    safe_str,
 )
 from .context import ReplayContext, WorkflowInfo
 from .history import Command, HistoryRecord, StepStatus
+from .loop import ReplayEventLoop
 
-__all__ = ["ReplayEventLoop", "ReplayStep", "StepOutcome", "WorkflowInterceptor", "describe_error"]
+__all__ = ["ReplayStep", "StepOutcome", "WorkflowInterceptor", "WorkflowRun"]
 
 #: Failures that end a workflow at once; anything else is retried by the workflow's policy.
 TERMINAL_FAILURES = (DurableFatalError, DurableTimeoutError, DurableMaxedError,
@@ -38,26 +41,6 @@ class WorkflowInterceptor(Protocol):
 
     async def execute(self, ctx: dict[str, Any],
                       next: Callable[[], Awaitable[Any]]) -> Any: ...  # noqa: A002
-
-
-class ReplayEventLoop(asyncio.SelectorEventLoop):
-    """An event loop on which real time never passes: timers are refused with a clear error."""
-
-    def call_at(  # type: ignore[override]
-            self, when: float, callback: Callable[..., Any], *args: Any,
-            context: Any = None) -> asyncio.TimerHandle:
-        raise WorkflowSandboxError(
-            "a workflow cannot use real timers (asyncio.sleep with a delay, asyncio.wait_for, "
-            "loop.call_later): they would not survive a crash and are not replayed; use "
-            "workflow.sleep_for(...) or workflow.wait_for(..., timeout=...)")
-
-    def run_until_quiet(self) -> None:
-        """Run callbacks until none is ready (every task is done or waiting)."""
-        while True:
-            self.call_soon(self.stop)
-            self.run_forever()
-            if not self._ready:  # type: ignore[attr-defined]  # CPython's ready queue
-                return
 
 
 @dataclass
@@ -81,43 +64,115 @@ class StepOutcome:
     counter: int = 0
 
 
-class ReplayStep:
-    """Replays one workflow thread and returns its :class:`StepOutcome`.
+class WorkflowRun:
+    """One run of a workflow thread's coroutine, stepped through its history.
+
+    :meth:`step` replays the function from the top against the records given (the first step of
+    a run object) or, when the run is kept in memory between steps, delivers only the outcomes
+    new to this step to the suspended coroutine (:meth:`resume`). Either way the outcome is the
+    same: a run kept in memory is exactly where a replay from history would take the workflow.
 
     Args:
         function: The ``async def`` workflow function.
         args: Its arguments.
-        info: Who the workflow is.
+        info: Who the workflow is (``info.step`` is the first step this object runs).
         history: Stored records of this thread.
         interceptors: Workflow interceptors, outermost first.
         port: Storage's operations for calls computed in the step (see ``ReplayContext.port``).
+        encode_result: Turns the function's return value into JSON (raising ``TypeError`` or
+            ``ValueError`` when it cannot); default: plain JSON values only.
     """
 
     def __init__(self, function: Callable[..., Awaitable[Any]], args: Sequence[Any],
                  info: WorkflowInfo, history: Sequence[HistoryRecord],
-                 interceptors: Sequence[WorkflowInterceptor] = (), port: Any = None) -> None:
+                 interceptors: Sequence[WorkflowInterceptor] = (), port: Any = None,
+                 encode_result: Callable[[Any], Any] | None = None) -> None:
         self.function = function
         self.args = list(args)
+        self.encode_result = encode_result or _plain_json
         self.context = ReplayContext(info, {r.seq: r for r in history}, port=port)
         self.interceptors = list(interceptors)
+        self._loop = ReplayEventLoop()
+        self._task: asyncio.Task[Any] | None = None
 
-    def run(self) -> StepOutcome:
-        """Run the workflow until it finishes or can go no further."""
-        loop = ReplayEventLoop()
-        token = self.context.activate()
+    @property
+    def resumable(self) -> bool:
+        """Whether the coroutine is suspended on durable calls and can take new outcomes."""
+        ctx = self.context
+        return (self._task is not None and not self._task.done() and ctx.fatal is None
+                and not ctx.unwinding and bool(ctx.pending_calls()))
+
+    def waiting_for(self, seq: int) -> bool:
+        """Whether the suspended coroutine waits for the outcome of position ``seq``."""
+        return self.context.waiting_for(seq)
+
+    def start(self) -> StepOutcome:
+        """First step of this object: run the function from the top against its history."""
+        assert self._task is None, "start() runs once; use resume() afterwards"
+        ctx = self.context
+        token = ctx.activate()
         try:
-            task = loop.create_task(self._invoke())
-            loop.run_until_quiet()
-            while not task.done():
-                phase = self.context.next_phase()
+            self._task = self._loop.create_task(self._invoke())
+            self._loop.run_until_quiet()
+            while not self._task.done():
+                phase = ctx.next_phase()
                 if phase is None:
                     break
-                self.context.deliver(phase)
-                loop.run_until_quiet()
-            return self._conclude(loop, task)
+                ctx.deliver(phase)
+                self._loop.run_until_quiet()
         finally:
-            self.context.deactivate(token)
-            loop.close()
+            ctx.deactivate(token)
+        return self._conclude()
+
+    def resume(self, info: WorkflowInfo, records: Sequence[HistoryRecord],
+               port: Any = None) -> StepOutcome:
+        """A later step of a run kept in memory: deliver outcomes new to this step.
+
+        Args:
+            info: Identity, with the number of this step.
+            records: Outcomes no step has seen yet (delivered together, in position order).
+            port: Storage's operations for this step.
+        """
+        assert self.resumable, "only a suspended run can be resumed"
+        ctx = self.context
+        ctx.begin_step(info, port)
+        token = ctx.activate()
+        try:
+            ctx.deliver_new(list(records))
+            self._loop.run_until_quiet()
+        finally:
+            ctx.deactivate(token)
+        return self._conclude()
+
+    def run(self) -> StepOutcome:
+        """One step from history, then close: the outcome of a replay that is not kept."""
+        try:
+            return self.start()
+        finally:
+            self.close()
+
+    def commit(self) -> None:
+        """The store recorded this step: its commands become this run's history."""
+        self.context.end_step()
+
+    def close(self) -> None:
+        """Unwind the coroutine (its pending calls raise their suspension) and free the loop."""
+        if self._loop.is_closed():
+            return
+        ctx = self.context
+        token = ctx.activate()
+        try:
+            if self._task is not None and not self._task.done():
+                ctx.interrupt_pending()
+                self._loop.run_until_quiet()
+            for leftover in asyncio.all_tasks(self._loop):
+                leftover.cancel()
+            self._loop.run_until_quiet()
+            if self._task is not None and self._task.done() and not self._task.cancelled():
+                self._task.exception()  # retrieved: an unwound run has nothing to report
+        finally:
+            ctx.deactivate(token)
+            self._loop.close()
 
     async def _invoke(self) -> Any:
         ctx = self.context
@@ -130,30 +185,26 @@ class ReplayStep:
             chain = _bind(interceptor, _interceptor_view(ctx), chain)
         return await chain()
 
-    def _conclude(self, loop: ReplayEventLoop, task: asyncio.Task[Any]) -> StepOutcome:
+    def _conclude(self) -> StepOutcome:
         ctx = self.context
-        if not task.done():
-            if not ctx.pending_calls():
-                ctx.fatal = ctx.fatal or WorkflowSandboxError(
-                    f"workflow {ctx.info.workflow_name!r} is waiting on something that is not a "
-                    f"durable call (an asyncio future or event nobody will set); only "
-                    f"durable_celery.workflow calls may suspend a workflow")
-            ctx.interrupt_pending()
-            loop.run_until_quiet()
-            for leftover in asyncio.all_tasks(loop):
-                leftover.cancel()
-            loop.run_until_quiet()
+        task = self._task
+        assert task is not None
+        if not task.done() and not ctx.pending_calls() and ctx.fatal is None:
+            ctx.fatal = WorkflowSandboxError(
+                f"workflow {ctx.info.workflow_name!r} is waiting on something that is not a "
+                f"durable call (an asyncio future or event nobody will set); only "
+                f"durable_celery.workflow calls may suspend a workflow")
         outcome = self._classify(task)
-        outcome.commands = ctx.commands
+        outcome.commands = list(ctx.commands)
         outcome.counter = ctx.counter
         return outcome
 
     def _classify(self, task: asyncio.Task[Any]) -> StepOutcome:
         ctx = self.context
-        if task.done() and not task.cancelled():
-            task.exception()  # marks it retrieved, whatever the verdict
         if ctx.fatal is not None:
             return StepOutcome(StepStatus.FAILED, error=ctx.fatal)
+        if not task.done():
+            return StepOutcome(StepStatus.SUSPENDED)
         if task.cancelled():
             return StepOutcome(StepStatus.SUSPENDED)
         error = task.exception()
@@ -164,16 +215,16 @@ class ReplayStep:
                     f"workflow {ctx.info.workflow_name!r} (id {ctx.info.workflow_id!r}) is not "
                     f"deterministic: it returned after {ctx.counter} durable calls, but history "
                     f"recorded {ctx.recorded_positions}"))
-            try:
-                json.dumps(result, allow_nan=False)
-            except (TypeError, ValueError) as exc:
-                return StepOutcome(StepStatus.FAILED, error=DurableFatalError(
-                    f"the result of workflow {ctx.info.workflow_name!r} must be "
-                    f"JSON-serialisable: {exc}"))
             if ctx.pending_calls() or any(c.status == "scheduled" for c in ctx.commands):
                 # The function returned while calls were still in flight (a swallowed
                 # suspension); what it registered is still acted on, and it replays later.
                 return StepOutcome(StepStatus.SUSPENDED)
+            try:
+                result = self.encode_result(result)
+            except (TypeError, ValueError) as exc:
+                return StepOutcome(StepStatus.FAILED, error=DurableFatalError(
+                    f"the result of workflow {ctx.info.workflow_name!r} must be "
+                    f"JSON-serialisable: {safe_str(exc)}"))
             return StepOutcome(StepStatus.COMPLETED, result=result)
         if isinstance(error, DurableInterruption):
             return StepOutcome(StepStatus.SUSPENDED)
@@ -182,7 +233,16 @@ class ReplayStep:
         if isinstance(error, Exception):
             return StepOutcome(StepStatus.FAILED, error=error, retryable=True)
         return StepOutcome(StepStatus.FAILED, error=DurableFatalError(
-            f"workflow raised {type(error).__name__}: {error}"))
+            f"workflow raised {type(error).__name__}: {safe_str(error)}"))
+
+
+#: The name of a one-step run before runs could be kept in memory.
+ReplayStep = WorkflowRun
+
+
+def _plain_json(value: Any) -> Any:
+    json.dumps(value, allow_nan=False)
+    return value
 
 
 def _interceptor_view(ctx: ReplayContext) -> dict[str, Any]:
@@ -202,10 +262,3 @@ def _bind(interceptor: WorkflowInterceptor, view: dict[str, Any],
     async def call() -> Any:
         return await interceptor.execute(view, inner)
     return call
-
-
-def describe_error(error: BaseException) -> dict[str, Any]:
-    """The JSON form of any error: durable ones keep their class and code."""
-    if isinstance(error, (DurableError, DurableInterruption)):
-        return error.to_dict()
-    return {"type": type(error).__name__, "message": str(error), "code": None}

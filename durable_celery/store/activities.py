@@ -1,96 +1,200 @@
-"""Recording what an activity attempt produced: a result, a retry, or a final failure."""
+"""The life of an activity attempt in storage: claimed, heartbeating, failed or completed.
+
+An attempt is claimed by one process (``HistoryEvent.worker``) before it runs: a second copy of
+its message — same Celery task id or not — finds it claimed and runs nothing; taking it over
+needs its holder to be dead, which the sweeper decides (:mod:`durable_celery.store.sweeper`).
+What follows a failed attempt is decided by :func:`durable_celery.engine.retry.decide_retry`; the
+final outcome of a call is recorded by :func:`~durable_celery.store.steps.record_activity_outcome`.
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.core import signing
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from ..errors import DurableError, DurableFatalError, DurableMaxedError, DurableTimeoutError
-from ..models import HistoryEvent, Timer, TimerKind
+from ..conf import durable_setting
+from ..engine.retry import AttemptFailure, RetryDecision, decide_retry
+from ..errors import InvalidArgumentError
+from ..models import (
+    ACTIVE_STATUSES,
+    ActivityAttempt,
+    AttemptOutcome,
+    HistoryEvent,
+    HistoryStatus,
+    Timer,
+    TimerKind,
+    Worker,
+)
 from ..retry import RetryPolicy
-from .commands import started_activity_lease
-from .outbox import OutboxBatch
-from .steps import settle_and_continue
+from .commands import NO_EAGER, EagerPolicy
+from .dispatch import running_lease
+from .steps import record_activity_outcome
 
-__all__ = ["record_activity_failure", "record_activity_result",
-           "start_attempt"]
+__all__ = [
+    "Heartbeat",
+    "activity_event_for_token",
+    "claim_attempt",
+    "heartbeat_attempt",
+    "record_attempt_failure",
+    "release_for_async_completion",
+    "task_token",
+]
 
-#: Failures an activity raises to stop retrying: the workflow sees the same class.
-NOT_RETRIED = (DurableFatalError, DurableTimeoutError, DurableMaxedError)
-
-
-def start_attempt(message: dict[str, Any], celery_task_id: str | None) -> bool:
-    """Claim this attempt for this delivery, if it is still current; its lease begins.
-
-    A second copy of the message (another Celery task id) finds the attempt claimed and runs
-    nothing, even while the first copy is still running; a redelivery of the same message (same
-    task id, e.g. after its worker died) may run it again.
-
-    Returns:
-        ``False`` when the call is settled, a later attempt replaced this one, or another
-        delivery owns it (run nothing).
-    """
-    timeout = message.get("timeout")
-    return bool(HistoryEvent.objects.filter(
-        Q(claimed_by__isnull=True) | Q(claimed_by=celery_task_id),
-        pk=message["event"], status="scheduled", attempts=message["attempt"],
-        execution__status__in=("pending", "running")).update(
-            claimed_by=celery_task_id,
-            lease_until=started_activity_lease(
-                timezone.now(), None if timeout is None else float(timeout))))
+_TOKEN_SALT = "durable_celery.task_token"
 
 
-def record_activity_result(message: dict[str, Any], value: Any,
-                           celery_task_id: str | None) -> bool:
-    """Record a successful attempt (first writer wins) and continue the workflow.
+def claim_attempt(message: dict[str, Any], worker_id: int, celery_task_id: str | None) -> bool:
+    """Claim this attempt for this process, if it is current and nobody holds it.
 
     Returns:
-        Whether this attempt's result was the one recorded.
+        ``False`` when the call is settled, a later attempt replaced this one, or a process
+        holds it (a duplicate delivery): run nothing.
     """
-    def settle(_batch: OutboxBatch) -> bool:
-        return HistoryEvent.objects.settle(message["event"], result=value, now=timezone.now(),
-                                           celery_task_id=celery_task_id)
-
-    return settle_and_continue(message["execution"], message["task_queue_of_workflow"],
-                               message["workflow_name"], settle)
-
-
-def record_activity_failure(message: dict[str, Any], error: BaseException,
-                            celery_task_id: str | None) -> str:
-    """Record a failed attempt: schedule a retry, or settle the call as failed.
-
-    Returns:
-        ``"retry"``, ``"failed"``, or ``"stale"`` (another attempt already decided).
-    """
-    attempt = int(message["attempt"])
-    stored = (error.to_dict() if isinstance(error, DurableError)
-              else {"type": type(error).__name__, "message": str(error), "code": 599})
-    policy = RetryPolicy.from_dict(message.get("retry_policy"))
     now = timezone.now()
-    if not isinstance(error, NOT_RETRIED) and policy.allows_retry(attempt):
-        with transaction.atomic():  # never an attempt count bumped without its retry timer
-            updated = HistoryEvent.objects.filter(
-                pk=message["event"], status="scheduled", attempts=attempt).update(
-                    attempts=attempt + 1, error=stored, lease_until=None, claimed_by=None,
-                    celery_task_id=celery_task_id)
-            if not updated:
-                return "stale"
-            Timer.objects.create(
-                execution_id=message["execution"], event_id=message["event"],
-                kind=TimerKind.ACTIVITY_RETRY,
-                due_at=now + timedelta(seconds=policy.delay_before_retry(attempt)))
-        return "retry"
-    if not isinstance(error, NOT_RETRIED):
-        stored = DurableMaxedError(str(stored["message"])).to_dict()
+    event = HistoryEvent(input={"start_to_close_timeout": message.get("timeout"),
+                                "heartbeat_timeout": message.get("heartbeat_timeout")})
+    return bool(HistoryEvent.objects.filter(
+        pk=message["event"], status=HistoryStatus.SCHEDULED, attempts=message["attempt"],
+        worker__isnull=True, started_at__isnull=True,
+        execution__status__in=ACTIVE_STATUSES).update(
+            worker_id=worker_id, started_at=now, celery_task_id=celery_task_id,
+            heartbeat_at=None, lease_until=running_lease(event, now)))
 
-    def settle(_batch: OutboxBatch) -> bool:
-        return HistoryEvent.objects.settle(message["event"], error=stored, now=now,
-                                           celery_task_id=celery_task_id, attempt=attempt)
 
-    recorded = settle_and_continue(message["execution"], message["task_queue_of_workflow"],
-                                   message["workflow_name"], settle)
-    return "failed" if recorded else "stale"
+def record_attempt_failure(message: dict[str, Any], failure: AttemptFailure, *,
+                           worker_id: int | None, outcome: AttemptOutcome,
+                           stepper: int | None = None, started_at: datetime | None = None,
+                           celery_task_id: str | None = None,
+                           eager: EagerPolicy = NO_EAGER) -> tuple[RetryDecision | None,
+                                                                   list[dict[str, Any]]]:
+    """Record a failed attempt: schedule the next one, or settle the call as failed.
+
+    Args:
+        message: The attempt's message.
+        failure: How it failed.
+        worker_id: The process that held it (only an attempt it holds, or nobody holds, is
+            recorded).
+        outcome: How the attempt log names the failure.
+        stepper: This process, when it may take the run's next step itself (a worker that ran
+            the attempt); ``None`` requests the step through the broker (the sweeper).
+
+    Returns:
+        ``(decision, attempts)``: what was decided (``None`` when the attempt was no longer
+        current: nothing recorded), and attempts claimed to run in this process next.
+    """
+    now = timezone.now()
+    event_pk, attempt = int(message["event"]), int(message["attempt"])
+    row = HistoryEvent.objects.filter(pk=event_pk).values_list("input", "created_at",
+                                                                "started_at").first()
+    if row is None:
+        return None, []
+    details, created_at, row_started = row
+    policy = RetryPolicy.from_dict(details.get("retry_policy"))
+    limit = details.get("schedule_to_close_timeout")
+    seconds_left = None if not limit else \
+        float(limit) - (now - created_at).total_seconds()
+    decision = decide_retry(policy, attempt, failure, seconds_left=seconds_left)
+
+    def log_attempt() -> None:
+        worker_name = Worker.objects.filter(pk=worker_id).values_list("name", flat=True).first() \
+            if worker_id is not None else None
+        ActivityAttempt.objects.bulk_create([ActivityAttempt(
+            event_id=event_pk, number=attempt, worker_id=worker_id,
+            worker_name=worker_name or "", celery_task_id=celery_task_id,
+            started_at=started_at or row_started, finished_at=now, outcome=outcome,
+            error=failure.error, retry_delay=decision.delay if decision.retry else None)],
+            ignore_conflicts=True)
+
+    if not decision.retry:
+        attempts = record_activity_outcome(message, holder=worker_id, stepper=stepper,
+                                           error=decision.error, eager=eager, also=log_attempt)
+        return decision, attempts
+    with transaction.atomic():
+        held = Q(worker__isnull=True) if worker_id is None else Q(worker_id=worker_id)
+        bumped = HistoryEvent.objects.filter(
+            held, pk=event_pk, status=HistoryStatus.SCHEDULED, attempts=attempt).update(
+                attempts=attempt + 1, error=failure.error, worker=None, started_at=None,
+                dispatched_at=None, lease_until=None, heartbeat_at=None)
+        if not bumped:
+            return None, []
+        log_attempt()
+        Timer.objects.create(execution_id=message["execution"], event_id=event_pk,
+                             kind=TimerKind.ACTIVITY_RETRY,
+                             due_at=now + timedelta(seconds=decision.delay))
+    return decision, []
+
+
+class Heartbeat:
+    """What a heartbeat found: whether the attempt is still wanted."""
+
+    def __init__(self, current: bool, cancelled: bool) -> None:
+        self.current = current
+        self.cancelled = cancelled
+
+
+def heartbeat_attempt(message: dict[str, Any], worker_id: int | None,
+                      details: Any) -> Heartbeat:
+    """Record that the attempt is alive (with ``details`` for a later attempt) and learn
+    whether its run was cancelled or the call no longer wants it."""
+    now = timezone.now()
+    timeout = message.get("heartbeat_timeout")
+    fields: dict[str, Any] = {"heartbeat_at": now, "heartbeat_details": details}
+    if timeout:
+        grace = float(durable_setting("DURABLE_ACTIVITY_LEASE_GRACE"))
+        fields["lease_until"] = now + timedelta(seconds=float(timeout) + grace)
+    held = Q(worker__isnull=True) if worker_id is None else Q(worker_id=worker_id)
+    current = bool(HistoryEvent.objects.filter(
+        held, pk=message["event"], status=HistoryStatus.SCHEDULED,
+        attempts=message["attempt"]).update(**fields))
+    cancelled = not current or HistoryEvent.objects.filter(
+        pk=message["event"], execution__cancel_requested_at__isnull=False).exists()
+    return Heartbeat(current, cancelled)
+
+
+def task_token(message: dict[str, Any]) -> str:
+    """An opaque, signed token naming this attempt, for completing it from elsewhere."""
+    return signing.dumps({"e": int(message["event"]), "a": int(message["attempt"]),
+                          "r": message.get("run_id", "")}, salt=_TOKEN_SALT, compress=True)
+
+
+def activity_event_for_token(token: str) -> tuple[HistoryEvent, int]:
+    """The history row and attempt a task token names, if that attempt is still current.
+
+    Raises:
+        InvalidArgumentError: The token is malformed or forged, or its attempt is no longer
+            current (completed, failed, cancelled or replaced by a later attempt).
+    """
+    if not isinstance(token, str) or not token:
+        raise InvalidArgumentError(f"a task token is a non-empty str, got {token!r}")
+    try:
+        data = signing.loads(token, salt=_TOKEN_SALT)
+        event_pk, attempt = int(data["e"]), int(data["a"])
+    except (signing.BadSignature, KeyError, TypeError, ValueError):
+        raise InvalidArgumentError("this task token is not valid: it was not issued by this "
+                                   "deployment (or was altered)") from None
+    event = HistoryEvent.objects.select_related("execution").filter(pk=event_pk).first()
+    if event is None:
+        raise InvalidArgumentError(f"the activity call of this task token (history row "
+                                   f"{event_pk}) no longer exists")
+    if event.status != HistoryStatus.SCHEDULED or event.attempts != attempt \
+            or not event.execution.is_active:
+        raise InvalidArgumentError(
+            f"this task token names attempt {attempt} of activity {event.name!r} in workflow "
+            f"{event.execution.workflow_id!r}, which is no longer current (the call is "
+            f"{event.status}, at attempt {event.attempts}, in a run that is "
+            f"{event.execution.status})")
+    return event, attempt
+
+
+def release_for_async_completion(message: dict[str, Any], worker_id: int) -> bool:
+    """The activity raised ``raise_complete_async()``: the process no longer holds the attempt;
+    it waits for ``client.complete_activity`` / ``fail_activity`` (or its timeouts)."""
+    return bool(HistoryEvent.objects.filter(
+        pk=message["event"], status=HistoryStatus.SCHEDULED, attempts=message["attempt"],
+        worker_id=worker_id).update(worker=None))
+

@@ -1,14 +1,13 @@
 """Search fields and the entity document: the step operations behind ``workflow.search()`` and
 ``workflow.entity()``, and the client's indexed queries over both.
 
-The operations run through the step port (:mod:`durable_celery.store.port`), inside the replay
-step's transaction while the execution row is locked: each write commits together with the history
-row that records its outcome, so a crash never applies it twice, and every thread of the
-execution (main and hooks) sees the others' writes in order.
+The operations run through the step port (:mod:`durable_celery.store.effects`) while a step
+holds the run: they read and change the run's in-memory fields and document, and the step writes
+the changes in the transaction that records their outcomes, so a crash never applies them twice,
+and every thread of the run (main and hooks) sees the others' changes in order.
 
 Search fields are :class:`~durable_celery.models.SearchAttribute` rows (text values, indexed by
-``(key, value)``). The entity document is ``WorkflowExecution.document``; operations change the
-locked, in-memory execution, which the step saves before it commits.
+``(key, value)``). The entity document is ``WorkflowExecution.document``.
 """
 
 from __future__ import annotations
@@ -24,8 +23,7 @@ from django.db.models.fields.json import KeyTransform
 from ..errors import InvalidArgumentError
 from ..models import SearchAttribute, WorkflowExecution
 from . import documents as doc
-from .commands import CommandEffects
-from .port import register_step_operation
+from .effects import StepEffects
 
 __all__ = [
     "entity_operation",
@@ -62,55 +60,55 @@ def _number(text: str, field: str) -> int | float:
     return value
 
 
-def _store_number(execution: WorkflowExecution, field: str, value: int | float) -> int | float:
+def _store_number(effects: StepEffects, field: str, value: int | float) -> int | float:
     if isinstance(value, float) and not math.isfinite(value):
         raise InvalidArgumentError(f"search field {field!r} would become {value}, not a finite "
                                    f"number")
-    SearchAttribute.objects.update_or_create(execution=execution, key=field,
-                                             defaults={"value": repr(value)})
+    effects.set_search_field(field, repr(value))
     return value
 
 
-def search_operation(execution: WorkflowExecution, effects: CommandEffects, operation: str,
+def search_operation(execution: WorkflowExecution, effects: StepEffects, operation: str,
                      args: dict[str, Any]) -> Any:
-    """Apply one ``Search`` operation to the execution's fields and return its outcome."""
-    rows = SearchAttribute.objects.filter(execution=execution)
+    """Apply one ``Search`` operation to the run's fields and return its outcome.
+
+    The fields are read once per run and changed in memory; the step writes the changed ones
+    with the history rows that record the outcomes.
+    """
     if operation == "session":
         return True
+    fields = effects.search_fields()
     if operation == "set":
         values: dict[str, str] = args["fields"]
-        existing = set(rows.filter(key__in=list(values)).values_list("key", flat=True))
-        for key in existing:
-            rows.filter(key=key).update(value=values[key])
-        SearchAttribute.objects.bulk_create(
-            SearchAttribute(execution=execution, key=key, value=value)
-            for key, value in values.items() if key not in existing)
+        for key, value in values.items():
+            effects.set_search_field(key, value)
         return len(values)
     if operation in ("get", "mget"):
         names: list[str] = [args["field"]] if operation == "get" else args["fields"]
-        found = dict(rows.filter(key__in=names).values_list("key", "value"))
-        texts = [found.get(name, "") for name in names]
+        texts = [fields.get(name, "") for name in names]
         return texts[0] if operation == "get" else texts
     if operation == "delete":
-        deleted, _ = rows.filter(key__in=args["fields"]).delete()
-        return deleted
+        present = [key for key in args["fields"] if key in fields]
+        for key in present:
+            effects.set_search_field(key, None)
+        return len(present)
     if operation in ("incr", "mult"):
         field = args["field"]
-        text = rows.filter(key=field).values_list("value", flat=True).first()
+        text = fields.get(field)
         if operation == "incr":
             value = _number(text or "", field) + args["by"]
         else:  # the product is stored directly; a missing field starts from 1
             value = (1 if text in (None, "") else _number(text, field)) * args["by"]
-        return _store_number(execution, field, value)
+        return _store_number(effects, field, value)
     raise InvalidArgumentError(f"unknown search operation {operation!r}")
 
 
-def entity_operation(execution: WorkflowExecution, effects: CommandEffects, operation: str,
+def entity_operation(execution: WorkflowExecution, effects: StepEffects, operation: str,
                      args: dict[str, Any]) -> Any:
-    """Apply one ``Entity`` operation to the execution's document and return its outcome.
+    """Apply one ``Entity`` operation to the run's document and return its outcome.
 
-    The outcome is a copy: later operations of the same step must not change what an earlier
-    one recorded.
+    The document is changed in memory and written with the step. The outcome is a copy: later
+    operations of the same step must not change what an earlier one recorded.
     """
     document = execution.document if isinstance(execution.document, dict) else {}
     execution.document = document
@@ -120,8 +118,8 @@ def entity_operation(execution: WorkflowExecution, effects: CommandEffects, oper
     if operation == "session":
         return True
     if operation == "get":
-        result = doc.get_path(document, path)
-    elif operation == "set":
+        return copy.deepcopy(doc.get_path(document, path))
+    if operation == "set":
         execution.document = document = copy.deepcopy(value)
         result = document
     elif operation == "merge":
@@ -143,11 +141,8 @@ def entity_operation(execution: WorkflowExecution, effects: CommandEffects, oper
         result = doc.delete_path(document, path)
     else:
         raise InvalidArgumentError(f"unknown entity operation {operation!r}")
+    effects.document_changed = True
     return copy.deepcopy(result)
-
-
-register_step_operation("search", search_operation)
-register_step_operation("entity", entity_operation)
 
 
 # -- client-side queries ---------------------------------------------------------------------

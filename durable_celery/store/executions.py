@@ -1,27 +1,32 @@
-"""Starting, signalling and interrupting executions, and reading them back for people."""
+"""Starting, signalling and interrupting runs, and reading them back for people."""
 
 from __future__ import annotations
 
+import enum
+from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from ..errors import DuplicateWorkflowError, WorkflowNotFoundError
+from ..errors import DuplicateWorkflowError, InvalidArgumentError, WorkflowNotFoundError
 from ..models import (
+    ACTIVE_STATUSES,
     ExecutionStatus,
-    HistoryEvent,
-    HistoryStatus,
     SearchAttribute,
-    Timer,
+    TimerKind,
     WorkflowExecution,
 )
+from .finish import FINISHED_FIELDS, finish_execution
 from .outbox import OutboxBatch
 from .signals import deliver_signal, lock_signal_ids
 
 __all__ = [
+    "EXPORT_FORMAT",
+    "IdReusePolicy",
     "create_execution",
     "describe_execution",
+    "export_run",
     "get_execution",
     "history_of",
     "interrupt_execution",
@@ -29,39 +34,81 @@ __all__ = [
 ]
 
 
+class IdReusePolicy(enum.StrEnum):
+    """What starting a workflow id that already has runs does (API.md "Runs")."""
+
+    ALLOW_DUPLICATE = "allow_duplicate"    #: a new run unless one is still running
+    REJECT_DUPLICATE = "reject_duplicate"  #: refused whenever the id has any run
+    RETURN_EXISTING = "return_existing"    #: the latest run, whatever its state; nothing starts
+
+    @classmethod
+    def coerce(cls, value: str | IdReusePolicy) -> IdReusePolicy:
+        """Accept the enum or its value.
+
+        Raises:
+            InvalidArgumentError: Not one of the three policies.
+        """
+        try:
+            return cls(value)
+        except ValueError:
+            raise InvalidArgumentError(
+                f"id_reuse_policy must be one of {', '.join(p.value for p in cls)}, got "
+                f"{value!r}") from None
+
+
 def create_execution(*, namespace: str, workflow_id: str, workflow_name: str, task_queue: str,
                      args: list[Any], search: dict[str, str] | None = None,
                      entity: str | None = None, expire: float | None = None,
                      retry_policy: dict[str, Any] | None = None,
-                     parent_workflow_id: str | None = None,
+                     parent_workflow_id: str | None = None, parent_run_id: str | None = None,
                      origin_workflow_id: str | None = None,
+                     execution_timeout: float | None = None,
+                     previous_run_id: str | None = None,
+                     id_reuse_policy: IdReusePolicy = IdReusePolicy.ALLOW_DUPLICATE,
                      batch: OutboxBatch | None = None) -> WorkflowExecution:
-    """Store a new execution and request its first step, in one transaction.
+    """Store a new run and request its first step, in one transaction.
 
-    A finished execution with the same id is replaced; a running one is not.
+    Earlier runs of the id are kept. With ``RETURN_EXISTING`` the latest run is returned when
+    there is one, and nothing is stored.
 
     Raises:
-        DuplicateWorkflowError: An execution with this id is still running in the namespace.
+        DuplicateWorkflowError: A run of this id is still running in the namespace (or, with
+            ``REJECT_DUPLICATE``, the id has any run).
     """
     own_batch = batch is None
     batch = batch or OutboxBatch()
     try:
         with transaction.atomic():
-            existing = WorkflowExecution.objects.named(namespace, workflow_id).first()
-            if existing is not None:
-                if existing.is_active:
+            runs = WorkflowExecution.objects.named(namespace, workflow_id)
+            if id_reuse_policy is not IdReusePolicy.ALLOW_DUPLICATE:
+                latest = runs.order_by("-id").first()
+                if latest is not None:
+                    if id_reuse_policy is IdReusePolicy.RETURN_EXISTING:
+                        return latest
                     raise DuplicateWorkflowError(
-                        f"workflow {workflow_id!r} is already running in namespace "
-                        f"{namespace!r} ({existing.workflow_name}, {existing.status})")
-                existing.delete()
+                        f"workflow {workflow_id!r} already has a run in namespace "
+                        f"{namespace!r} ({latest.workflow_name}, {latest.status}) and "
+                        f"id_reuse_policy is reject_duplicate")
+            running = runs.filter(status__in=ACTIVE_STATUSES).first()
+            if running is not None:
+                raise DuplicateWorkflowError(
+                    f"workflow {workflow_id!r} is already running in namespace "
+                    f"{namespace!r} ({running.workflow_name}, {running.status})")
+            now = timezone.now()
             execution = WorkflowExecution.objects.create(
                 namespace=namespace, workflow_id=workflow_id, workflow_name=workflow_name,
                 task_queue=task_queue, args=args, entity=entity or "", expire=expire,
                 retry_policy=retry_policy, parent_workflow_id=parent_workflow_id,
-                origin_workflow_id=origin_workflow_id)
+                parent_run_id=parent_run_id, origin_workflow_id=origin_workflow_id,
+                previous_run_id=previous_run_id,
+                timeout_at=None if execution_timeout is None
+                else now + timedelta(seconds=float(execution_timeout)))
             if search:
                 SearchAttribute.objects.bulk_create(
                     SearchAttribute(execution=execution, key=k, value=v) for k, v in search.items())
+            if execution.timeout_at is not None:
+                execution.timers.create(kind=TimerKind.EXECUTION_TIMEOUT,
+                                        due_at=execution.timeout_at)
             batch.request_step(execution.pk, task_queue)
             if own_batch:
                 batch.commit()
@@ -71,16 +118,19 @@ def create_execution(*, namespace: str, workflow_id: str, workflow_name: str, ta
     return execution
 
 
-def get_execution(namespace: str, workflow_id: str) -> WorkflowExecution:
-    """Return the execution with this id.
+def get_execution(namespace: str, workflow_id: str,
+                  run_id: str | None = None) -> WorkflowExecution:
+    """Return the latest run of ``workflow_id``, or the run ``run_id``.
 
     Raises:
         WorkflowNotFoundError: There is none in this namespace.
     """
-    execution = WorkflowExecution.objects.named(namespace, workflow_id).first()
+    runs = WorkflowExecution.objects.named(namespace, workflow_id)
+    execution = (runs.filter(run_id=run_id) if run_id else runs).order_by("-id").first()
     if execution is None:
+        which = f" run {run_id!r}" if run_id else ""
         raise WorkflowNotFoundError(
-            f"no workflow with id {workflow_id!r} in namespace {namespace!r}")
+            f"no workflow with id {workflow_id!r}{which} in namespace {namespace!r}")
     return execution
 
 
@@ -99,57 +149,57 @@ def send_signal(namespace: str, signal_id: str, data: Any) -> int:
 
 
 def interrupt_execution(namespace: str, workflow_id: str, reason: str | None = None,
-                        descend: bool = False) -> list[str]:
-    """End an execution (and with ``descend`` every descendant) as interrupted.
+                        descend: bool = False, *, batch: OutboxBatch | None = None,
+                        error: dict[str, Any] | None = None) -> list[str]:
+    """End the running run of ``workflow_id`` (with ``descend``, every descendant) as
+    interrupted; a hard stop, no workflow code runs afterwards.
 
     Its timers are cancelled and open calls marked cancelled, so late outcomes change nothing.
-    Interrupting a finished execution does nothing.
+    Interrupting a finished workflow does nothing.
+
+    Args:
+        error: What the interrupted run records (default: ``DurableInterruptedError`` with
+            ``reason``).
 
     Returns:
-        Ids of the executions this call interrupted.
+        Ids of the workflows this call interrupted.
 
     Raises:
-        WorkflowNotFoundError: No execution has this id.
+        WorkflowNotFoundError: No run has this id.
     """
-    from .composition import notify_parent  # composition builds on this module
-
     get_execution(namespace, workflow_id)
     interrupted: list[str] = []
-    message = reason or "workflow interrupted"
-    batch = OutboxBatch()
+    stored = error or {"class": "DurableInterruptedError", "type": "DurableInterruptedError",
+                       "message": reason or "workflow interrupted", "code": 410}
+    own_batch = batch is None
+    batch = batch or OutboxBatch()
     with transaction.atomic():
         frontier = [workflow_id]
         while frontier:
             current = frontier.pop()
-            execution = WorkflowExecution.objects.named(namespace, current).first()
-            if execution is None:
-                continue
-            locked = WorkflowExecution.objects.lock(execution.pk)
-            if locked is not None and locked.is_active:
-                now = timezone.now()
-                locked.status = ExecutionStatus.INTERRUPTED
-                locked.error = {"type": "DurableInterruptedError", "message": message,
-                                "code": 410}
-                locked.completed_at = now
-                locked.step_requested = False
-                locked.save()
-                Timer.objects.filter(execution=locked).delete()
-                HistoryEvent.objects.filter(execution=locked, status=HistoryStatus.SCHEDULED) \
-                    .update(status=HistoryStatus.CANCELLED, completed_at=now, lease_until=None)
+            for pk in WorkflowExecution.objects.named(namespace, current) \
+                    .filter(status__in=ACTIVE_STATUSES).values_list("pk", flat=True):
+                locked = WorkflowExecution.objects.lock(pk)
+                if locked is None or not locked.is_active:
+                    continue
+                finish_execution(locked, ExecutionStatus.INTERRUPTED, now=timezone.now(),
+                                 batch=batch, error=stored)
+                locked.save(update_fields=FINISHED_FIELDS)
                 interrupted.append(current)
-                notify_parent(locked, batch)
             if descend:
                 frontier.extend(WorkflowExecution.objects.filter(
-                    namespace=namespace, parent_workflow_id=current)
-                    .values_list("workflow_id", flat=True))
-        batch.commit()
+                    namespace=namespace, parent_workflow_id=current,
+                    status__in=ACTIVE_STATUSES).values_list("workflow_id", flat=True))
+        if own_batch:
+            batch.commit()
     return interrupted
 
 
 def describe_execution(execution: WorkflowExecution) -> dict[str, Any]:
-    """The ``describe()`` dict of an execution."""
+    """The ``describe()`` dict of a run."""
     return {
         "workflow_id": execution.workflow_id,
+        "run_id": execution.run_id,
         "workflow_name": execution.workflow_name,
         "task_queue": execution.task_queue,
         "namespace": execution.namespace,
@@ -161,9 +211,12 @@ def describe_execution(execution: WorkflowExecution) -> dict[str, Any]:
         "entity": execution.document,
         "entity_type": execution.entity,
         "parent_workflow_id": execution.parent_workflow_id,
+        "parent_run_id": execution.parent_run_id,
         "origin_workflow_id": execution.origin_workflow_id,
+        "previous_run_id": execution.previous_run_id,
         "attempt": execution.attempt,
         "expire": execution.expire,
+        "timeout_at": execution.timeout_at,
         "created_at": execution.created_at,
         "updated_at": execution.updated_at,
         "completed_at": execution.completed_at,
@@ -171,14 +224,48 @@ def describe_execution(execution: WorkflowExecution) -> dict[str, Any]:
 
 
 def history_of(execution: WorkflowExecution) -> list[dict[str, Any]]:
-    """The ``history()`` list of an execution, in order."""
+    """The ``history()`` list of a run, in order."""
     return [
         {
             "seq": row.seq, "dimension": row.dimension, "kind": row.kind, "name": row.name,
             "status": row.status, "attempts": row.attempts, "input": row.input,
             "result": row.result, "error": row.error, "celery_task_id": row.celery_task_id,
             "observed_step": row.observed_step, "created_at": row.created_at,
-            "completed_at": row.completed_at,
+            "started_at": row.started_at, "completed_at": row.completed_at,
         }
         for row in execution.history.order_by("dimension", "seq")
     ]
+
+
+#: Version of the format :func:`export_run` writes.
+EXPORT_FORMAT = 1
+
+
+def export_run(execution: WorkflowExecution) -> dict[str, Any]:
+    """A run and its whole history as JSON: what ``manage.py durable export`` prints and what
+    the testing kit's ``replay`` reads to check that current code still fits a run in flight.
+
+    Returns:
+        ``{"format", "workflow_id", "run_id", "workflow_name", "task_queue", "namespace",
+        "args", "status", "result", "error", "history": [{"seq", "dimension", "kind", "name",
+        "status", "result", "error", "observed_step", "input"}, ...]}`` with history in
+        ``(dimension, seq)`` order; times as ISO 8601 text.
+    """
+    rows = execution.history.order_by("dimension", "seq").values(
+        "seq", "dimension", "kind", "name", "status", "result", "error", "observed_step",
+        "input", "attempts", "created_at", "completed_at")
+    return {
+        "format": EXPORT_FORMAT,
+        "workflow_id": execution.workflow_id, "run_id": execution.run_id,
+        "workflow_name": execution.workflow_name, "task_queue": execution.task_queue,
+        "namespace": execution.namespace, "args": execution.args, "status": execution.status,
+        "result": execution.result, "error": execution.error,
+        "created_at": execution.created_at.isoformat() if execution.created_at else None,
+        "history": [{**row, "created_at": _iso(row["created_at"]),
+                     "completed_at": _iso(row["completed_at"])} for row in rows],
+    }
+
+
+def _iso(moment: Any) -> str | None:
+    return moment.isoformat() if moment is not None else None
+

@@ -16,14 +16,11 @@ from typing import Any
 from django.db import transaction
 
 from ..models import WorkflowExecution
+from ..task_names import EMIT_MESSAGE
 from ..telemetry import record_span
-from .commands import CommandEffects
-from .port import register_step_operation
+from .effects import StepEffects
 
-__all__ = ["EMIT_MESSAGE", "emit_operation", "event_body", "trace_operation"]
-
-#: Outbox ``task_name`` of an emitted event; the publisher routes it to the events exchange.
-EMIT_MESSAGE = "durable_celery.emit"
+__all__ = ["emit_operation", "event_body", "trace_operation"]
 
 
 def event_body(execution: WorkflowExecution, topic: str, payload: Any,
@@ -37,7 +34,7 @@ def event_body(execution: WorkflowExecution, topic: str, payload: Any,
     }
 
 
-def emit_operation(execution: WorkflowExecution, effects: CommandEffects, operation: str,
+def emit_operation(execution: WorkflowExecution, effects: StepEffects, operation: str,
                    args: dict[str, Any]) -> bool:
     """Queue each event of ``args["events"]`` in the step's outbox batch."""
     for topic, payload in args["events"].items():
@@ -45,7 +42,7 @@ def emit_operation(execution: WorkflowExecution, effects: CommandEffects, operat
     return True
 
 
-def trace_operation(execution: WorkflowExecution, effects: CommandEffects, operation: str,
+def trace_operation(execution: WorkflowExecution, effects: StepEffects, operation: str,
                     args: dict[str, Any]) -> bool:
     """Record one span once the step has committed."""
     attributes = {
@@ -58,9 +55,5 @@ def trace_operation(execution: WorkflowExecution, effects: CommandEffects, opera
         "durable.seq": args.get("seq"),
     }
     name = f"trace/{attributes['durable.workflow_name']}"
-    transaction.on_commit(lambda: record_span(name, attributes))
+    effects.defer(lambda: transaction.on_commit(lambda: record_span(name, attributes)))
     return True
-
-
-register_step_operation("emit", emit_operation)
-register_step_operation("trace", trace_operation)

@@ -21,9 +21,9 @@ from ..models import (
     Timer,
     WorkflowExecution,
 )
-from .commands import activity_lease, activity_message
+from .dispatch import dispatch_attempt
 from .executions import get_execution, interrupt_execution, send_signal
-from .outbox import RUN_ACTIVITY_TASK, OutboxBatch
+from .outbox import OutboxBatch
 
 __all__ = [
     "OPERATOR_DIMENSION",
@@ -69,11 +69,11 @@ def record_operator_action(execution: WorkflowExecution, action: str, user: str,
         completed_at=now)
 
 
-def _locked(namespace: str, workflow_id: str) -> WorkflowExecution:
-    execution = get_execution(namespace, workflow_id)
+def _locked(namespace: str, workflow_id: str, run_id: str | None = None) -> WorkflowExecution:
+    execution = get_execution(namespace, workflow_id, run_id)
     locked = WorkflowExecution.objects.lock(execution.pk)
     if locked is None:  # deleted meanwhile
-        return get_execution(namespace, workflow_id)
+        return get_execution(namespace, workflow_id, run_id)
     return locked
 
 
@@ -229,6 +229,7 @@ def _revive(execution: WorkflowExecution, *, step_requested: bool) -> None:
 
 
 def _redispatch(execution: WorkflowExecution, row: HistoryEvent, batch: OutboxBatch) -> None:
+    """Reopen a failed activity call with its attempts restarted, and dispatch it."""
     now = timezone.now()
     row.status = HistoryStatus.SCHEDULED
     row.attempts = 1
@@ -236,10 +237,6 @@ def _redispatch(execution: WorkflowExecution, row: HistoryEvent, batch: OutboxBa
     row.result = None
     row.observed_step = None
     row.completed_at = None
-    row.celery_task_id = None
-    row.claimed_by = None
-    row.lease_until = activity_lease(now, row.input.get("start_to_close_timeout"))
     row.save(update_fields=["status", "attempts", "error", "result", "observed_step",
-                            "completed_at", "celery_task_id", "claimed_by", "lease_until"])
-    queue = f"{row.input.get('task_queue') or execution.task_queue}-activity"
-    batch.add(RUN_ACTIVITY_TASK, queue, [activity_message(execution, row)])
+                            "completed_at"])
+    dispatch_attempt(execution, row, now, batch)

@@ -1,16 +1,29 @@
-"""The transactional outbox: messages are stored with the decision and sent after commit."""
+"""The transactional outbox: messages are stored with the decision and sent after commit.
+
+A message is an :class:`~durable_celery.models.OutboxMessage` row written in the transaction that
+decided it; after commit it is published, and the row is deleted once the broker took it. That
+deletion (the acknowledgement) costs a statement, so in worker processes it is folded into later
+work: the next outbox batch this process commits deletes the rows acknowledged so far in the same
+transaction, and anything still pending is deleted when the task ends
+(:func:`flush_acknowledgements`). A row that is never acknowledged — the broker was down, the
+process died — is re-sent by the sweeper after ``DURABLE_OUTBOX_REPUBLISH_AFTER``; duplicates are
+harmless (every message is absorbed by the history).
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
 
 from ..models import OutboxMessage
+from ..task_names import REPLAY_STEP_TASK, RUN_ACTIVITY_TASK
 
-__all__ = ["OutboxBatch", "Publisher", "publish_messages", "set_publisher"]
+__all__ = ["OutboxBatch", "Publisher", "flush_acknowledgements", "publish_messages",
+           "set_publisher", "defer_acknowledgements"]
 
 logger = logging.getLogger(__name__)
 
@@ -19,8 +32,16 @@ Publisher = Callable[[str, str, list[Any]], None]
 
 _publisher: Publisher | None = None
 
-REPLAY_STEP_TASK = "durable_celery.replay_step"
-RUN_ACTIVITY_TASK = "durable_celery.run_activity"
+
+class _Acknowledgements(threading.local):
+    """Outbox rows this thread published and has not deleted yet."""
+
+    def __init__(self) -> None:
+        self.pending: list[int] = []
+        self.deferred = False
+
+
+_acks = _Acknowledgements()
 
 
 def set_publisher(publisher: Publisher) -> None:
@@ -29,12 +50,28 @@ def set_publisher(publisher: Publisher) -> None:
     _publisher = publisher
 
 
+def defer_acknowledgements(deferred: bool) -> None:
+    """Fold acknowledgements into later work (worker tasks) or delete them at once (clients)."""
+    _acks.deferred = deferred
+
+
+def flush_acknowledgements() -> int:
+    """Delete the outbox rows this thread published and still holds as pending."""
+    pending, _acks.pending = _acks.pending, []
+    if pending:
+        OutboxMessage.objects.filter(pk__in=pending).delete()
+    return len(pending)
+
+
 class OutboxBatch:
     """Messages decided in one transaction; :meth:`commit` stores them and sends after commit."""
 
     def __init__(self) -> None:
         self.messages: list[OutboxMessage] = []
         self._step_queued: set[int] = set()
+
+    def __bool__(self) -> bool:
+        return bool(self.messages)
 
     def add(self, task_name: str, queue: str, args: list[Any]) -> None:
         """Add a message to send once the transaction commits."""
@@ -46,8 +83,19 @@ class OutboxBatch:
             self._step_queued.add(execution_pk)
             self.add(REPLAY_STEP_TASK, task_queue, [execution_pk])
 
+    def dispatch_attempt(self, queue: str, message: dict[str, Any]) -> None:
+        """Send one activity attempt to its Celery queue."""
+        self.add(RUN_ACTIVITY_TASK, queue, [message])
+
     def commit(self) -> None:
-        """Store the messages in the current transaction and send them after it commits."""
+        """Store the messages in the current transaction and send them after it commits.
+
+        Acknowledgements this thread still holds are deleted in the same transaction.
+        """
+        if _acks.pending:
+            acknowledged = list(_acks.pending)
+            OutboxMessage.objects.filter(pk__in=acknowledged).delete()
+            transaction.on_commit(lambda: _forget(acknowledged))
         if not self.messages:
             return
         stored = OutboxMessage.objects.bulk_create(self.messages)
@@ -56,8 +104,14 @@ class OutboxBatch:
         transaction.on_commit(lambda: publish_messages(stored))
 
 
+def _forget(acknowledged: list[int]) -> None:
+    done = set(acknowledged)
+    _acks.pending = [pk for pk in _acks.pending if pk not in done]
+
+
 def publish_messages(messages: list[OutboxMessage]) -> int:
-    """Send stored messages and delete the ones sent; unsent ones stay for the sweeper.
+    """Send stored messages; the ones sent are acknowledged (deleted now, or folded into later
+    work in worker tasks); unsent ones stay for the sweeper.
 
     Returns:
         How many were sent.
@@ -71,10 +125,14 @@ def publish_messages(messages: list[OutboxMessage]) -> int:
         try:
             _publisher(message.task_name, message.queue, message.args)
         except Exception:  # the broker is unreachable: the sweeper re-sends later
-            logger.exception("durable_celery: could not publish %s to %s; it stays in the outbox",
-                             message.task_name, message.queue)
-            continue
+            logger.warning("durable_celery: could not publish %s to %s; it stays in the outbox "
+                           "and the sweeper re-sends it", message.task_name, message.queue,
+                           exc_info=True)
+            break  # the broker is down: do not wait on it once per message
         sent.append(message.pk)
     if sent:
-        OutboxMessage.objects.filter(pk__in=sent).delete()
+        if _acks.deferred:
+            _acks.pending.extend(sent)
+        else:
+            OutboxMessage.objects.filter(pk__in=sent).delete()
     return len(sent)

@@ -1,48 +1,121 @@
-"""Replay steps: lock the execution, load its history in one query, replay, record the decision."""
+"""Replay steps: decide outside any transaction, record the decision in one short transaction.
+
+A run is stepped by one process at a time. A process *claims* the step (``step_claimed_by`` on
+the run's row, with a lease of ``DURABLE_STEP_LEASE``), reads a snapshot — or takes the run from
+its in-memory cache when the cache is at the version the database holds — lets the workflow
+decide, and records the decision in one transaction whose first statement checks the version and
+the claim and releases the claim. After releasing, it looks once for news that arrived meanwhile
+and steps again if there is any; an outcome recorded while another process steps is therefore
+picked up by that process, so completions of a wide fan-out coalesce into few steps.
+
+The sequential path needs no claim at all: an activity that finishes in the process that holds
+its run in memory records its result and the next decision in one transaction, checked against
+the version (:func:`record_activity_outcome`). Should anything stand in the way — another step
+got there first, the run is not in memory, the decision cannot be recorded — the result is
+recorded on its own first, so a finished activity is never lost to what happens after it.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from ..conf import durable_setting
-from ..engine import HistoryRecord, ReplayStep, StepOutcome, StepStatus, WorkflowInfo
-from ..engine.replay import describe_error
-from ..errors import DurableMaxedError, UnknownWorkflowError
+from ..engine import HistoryRecord, StepOutcome, StepStatus, WorkflowInfo, WorkflowRun
+from ..engine.cache import RunCache
+from ..errors import UnknownWorkflowError
+from ..interceptors import workflow_interceptors
 from ..models import (
+    ACTIVE_STATUSES,
     ExecutionStatus,
     HistoryEvent,
-    Timer,
-    TimerKind,
+    HistoryStatus,
     WorkflowExecution,
     WorkflowThread,
 )
 from ..registry import find_workflow, registered_workflows
-from ..retry import RetryPolicy
 from ..telemetry import workflow_span
-from .commands import CommandEffects, apply_commands
-from .composition import fail_hook_waiters, notify_parent
-from .executions import interrupt_execution
+from .commands import NO_EAGER, EagerPolicy
+from .connection import with_fresh_connection
+from .decisions import Decision, Due, StepLost, count_step_failure, record_decision
+from .effects import StepEffects, StepPort
+from .operations_table import STEP_OPERATIONS
 from .outbox import OutboxBatch
-from .port import StepPort
-from .signals import lock_signal_ids
 
 __all__ = [
-    "can_continue_locally", "run_replay_step", "settle_and_continue", "workflow_interceptors",
+    "CachedRun",
+    "StepLost",
+    "can_continue_locally",
+    "claim_step",
+    "drive",
+    "has_news",
+    "record_activity_outcome",
+    "run_cache",
+    "run_replay_step",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: Steps run back to back in one transaction when a step settles outcomes of its own.
-MAX_STEPS_PER_TRANSACTION = 20
+_cache: RunCache[CachedRun] | None = None
 
-#: Returns the workflow interceptors to apply, outermost first (set by the interceptor module).
-workflow_interceptors: Callable[[], list[object]] = list
+
+def run_cache() -> RunCache[CachedRun]:
+    """This process's cache of suspended runs (``DURABLE_WORKFLOW_CACHE_SIZE`` entries)."""
+    global _cache
+    if _cache is None:
+        _cache = RunCache(int(durable_setting("DURABLE_WORKFLOW_CACHE_SIZE")))
+    return _cache
+
+
+@dataclass(eq=False)
+class CachedRun:
+    """A run kept in memory: its coroutines by dimension, valid at ``version``."""
+
+    version: int
+    execution: WorkflowExecution
+    runs: dict[str, WorkflowRun]
+
+    def close(self) -> None:
+        for run in self.runs.values():
+            run.close()
+        self.runs = {}
+
+
+# -- claims and news ------------------------------------------------------------------------
+
+
+def claim_step(execution_pk: int, worker_id: int) -> bool:
+    """Claim the next step of a run for this process (free, or its holder's lease ran out)."""
+    now = timezone.now()
+    lease = now + timedelta(seconds=float(durable_setting("DURABLE_STEP_LEASE")))
+    return bool(WorkflowExecution.objects.filter(
+        Q(step_claimed_by__isnull=True) | Q(step_claimed_until__lt=now),
+        pk=execution_pk, status__in=ACTIVE_STATUSES,
+    ).update(step_claimed_by_id=worker_id, step_claimed_until=lease))
+
+
+def _release(execution_pk: int, worker_id: int) -> None:
+    WorkflowExecution.objects.filter(pk=execution_pk, step_claimed_by_id=worker_id).update(
+        step_claimed_by=None, step_claimed_until=None)
+
+
+def has_news(execution_pk: int) -> bool:
+    """Whether the run has outcomes no step has seen, or a step was asked for."""
+    unobserved = HistoryEvent.objects.unobserved().filter(execution_id=OuterRef("pk"))
+    requested = WorkflowThread.objects.filter(execution_id=OuterRef("pk"),
+                                              status=ExecutionStatus.RUNNING,
+                                              step_requested=True)
+    return WorkflowExecution.objects.filter(
+        Q(step_requested=True) | Q(Exists(unobserved)) | Q(Exists(requested)),
+        pk=execution_pk, status__in=ACTIVE_STATUSES).exists()
 
 
 def can_continue_locally(workflow_name: str) -> bool:
@@ -51,200 +124,306 @@ def can_continue_locally(workflow_name: str) -> bool:
         workflow_name in registered_workflows()
 
 
-def run_replay_step(execution_pk: int) -> None:
-    """The replay-step task body: wait for the execution's lock, then step while there is news."""
-    with transaction.atomic():
-        execution = WorkflowExecution.objects.lock(execution_pk)
-        if execution is None:
-            return
-        batch = OutboxBatch()
-        _step_while_needed(execution, batch)
-        batch.commit()
+# -- the general path -----------------------------------------------------------------------
 
 
-def settle_and_continue(execution_pk: int, task_queue: str, workflow_name: str,
-                        settle: Callable[[OutboxBatch], bool]) -> bool:
-    """Record an outcome with ``settle`` and make sure a replay step follows it.
-
-    Fast path (this process has the workflow code and the execution is free): record and step in
-    one transaction. Otherwise record and request a step through the outbox.
+def run_replay_step(execution_pk: int, worker_id: int,
+                    eager: EagerPolicy = NO_EAGER) -> list[dict[str, Any]]:
+    """The replay-step task body: claim the run's step and step while there is news.
 
     Returns:
-        What ``settle`` returned: whether it recorded anything.
+        Attempts claimed to run in this process (eager and local activities).
     """
-    if can_continue_locally(workflow_name):
-        with transaction.atomic():
-            execution = WorkflowExecution.objects.lock(execution_pk, skip_locked=True)
-            if execution is not None:
-                batch = OutboxBatch()
-                recorded = settle(batch)
-                if recorded:
-                    _step_while_needed(execution, batch)
-                batch.commit()
-                return recorded
-    with transaction.atomic():
-        batch = OutboxBatch()
-        recorded = settle(batch)
-        if recorded:
-            batch.request_step(execution_pk, task_queue)
-        batch.commit()
-        return recorded
+    if not claim_step(execution_pk, worker_id):
+        return []  # another process steps it and will see whatever asked for this step
+    return drive(execution_pk, worker_id, eager)
 
 
-def _step_while_needed(execution: WorkflowExecution, batch: OutboxBatch) -> None:
-    for _ in range(MAX_STEPS_PER_TRANSACTION):
-        if not execution.is_active or not _step_once(execution, batch):
-            return
-    batch.request_step(execution.pk, execution.task_queue)
+def drive(execution_pk: int, worker_id: int, eager: EagerPolicy = NO_EAGER) -> list[dict[str, Any]]:
+    """Step a run whose claim this process holds, while it has news; release the claim.
+
+    Returns:
+        Attempts claimed to run in this process.
+    """
+    attempts: list[dict[str, Any]] = []
+    while True:
+        attempts += _step_claimed(execution_pk, worker_id, eager)
+        if not has_news(execution_pk) or not claim_step(execution_pk, worker_id):
+            return attempts
 
 
-def _step_once(execution: WorkflowExecution, batch: OutboxBatch) -> bool:
-    """One replay step of every thread with news. Returns whether to step again right away."""
+def _step_claimed(execution_pk: int, worker_id: int,
+                  eager: EagerPolicy) -> list[dict[str, Any]]:
+    execution = WorkflowExecution.objects.filter(pk=execution_pk).first()
+    if execution is None:
+        return []
+    if not execution.is_active or execution.step_claimed_by_id != worker_id:
+        _release(execution_pk, worker_id)
+        return []
+    entry = run_cache().take(execution_pk)
+    if entry is not None and entry.version != execution.step_count:
+        entry.close()
+        entry = None
+    decision: Decision | None = None
+    try:
+        decision = _decide_from_snapshot(execution, entry)
+        if decision is None:
+            _release(execution_pk, worker_id)
+            return []
+        attempts = record_decision(execution, decision, eager, claimed_by=worker_id)
+    except StepLost:
+        _close(decision)
+        return []
+    except (OperationalError, InterfaceError):
+        _close(decision)
+        raise  # the connection is gone: the step stays requested and is re-driven
+    except Exception as error:  # noqa: BLE001 - a decision that cannot be recorded is counted
+        _close(decision)
+        count_step_failure(execution_pk, worker_id, error)
+        return []
+    _keep_runs(execution, decision)
+    return attempts
+
+
+def _decide_from_snapshot(execution: WorkflowExecution,
+                          entry: CachedRun | None) -> Decision | None:
+    """Read what the step needs and let every thread with news decide.
+
+    With ``entry`` (the run in memory at this version) only the outcomes no step has seen are
+    read; if a thread with news is not in memory, the entry is dropped and the history is read
+    whole. Returns ``None`` when no thread has anything to do.
+    """
+    threads = list(WorkflowThread.objects.filter(execution_id=execution.pk,
+                                                 status=ExecutionStatus.RUNNING))
+    if entry is not None:
+        rows = HistoryEvent.objects.unobserved().filter(execution_id=execution.pk) \
+            .values_list("pk", "seq", "dimension", "kind", "name", "status", "result", "error",
+                         "observed_step")
+    else:
+        rows = HistoryEvent.objects.for_replay(execution.pk)
     by_dimension: dict[str, list[HistoryRecord]] = defaultdict(list)
-    unobserved: list[int] = []
-    for pk, *fields in HistoryEvent.objects.for_replay(execution.pk):
-        record = HistoryRecord(*fields)
+    unobserved: dict[str, list[HistoryRecord]] = defaultdict(list)
+    delivered: list[int] = []
+    for pk, seq, dimension, kind, name, status, result, error, observed in rows:
+        record = HistoryRecord(seq, dimension, kind, name, status, result, error, observed)
         by_dimension[record.dimension].append(record)
         if record.resolved and record.observed_step is None:
-            unobserved.append(pk)
-    threads = list(WorkflowThread.objects.filter(execution=execution, status="running"))
-    due: list[WorkflowThread | None] = []
-    if _has_news(by_dimension[""], execution.step_requested):
-        due.append(None)
-    due += [t for t in threads if _has_news(by_dimension[t.dimension], t.step_requested)]
-    if not due:
-        return False
-    now = timezone.now()
+            unobserved[record.dimension].append(record)
+            delivered.append(pk)
+    due_threads = [thread for thread, requested in
+                   [(None, execution.step_requested), *((t, t.step_requested) for t in threads)]
+                   if requested or unobserved.get("" if thread is None else thread.dimension)]
+    if not due_threads:
+        if entry is not None:
+            run_cache().put(execution.pk, entry)
+        return None
+    if entry is not None:
+        runs = entry.runs
+        if not all(runs.get(_dimension(t)) is not None and runs[_dimension(t)].resumable
+                   for t in due_threads):
+            entry.close()
+            return _decide_from_snapshot(execution, None)
+        execution.document = entry.execution.document
+        search = getattr(entry.execution, "_durable_search", None)
+        if search is not None:
+            execution._durable_search = search  # type: ignore[attr-defined]
+        due = [Due(t, runs[_dimension(t)], unobserved.get(_dimension(t), []))
+               for t in due_threads]
+        kept = {d: r for d, r in runs.items() if d not in {_dimension(t) for t in due_threads}}
+    else:
+        due = [Due(t, _new_run(execution, t, by_dimension.get(_dimension(t), [])), None)
+               for t in due_threads]
+        kept = {}
+    decision = _decide(execution, due)
+    decision.kept = kept
+    decision.delivered = delivered
+    if execution.step_requested:
+        decision.local_attempts = list(HistoryEvent.objects.filter(
+            execution_id=execution.pk, kind="activity", status=HistoryStatus.SCHEDULED,
+            worker__isnull=True, input__local=True))
+    return decision
+
+
+def _dimension(thread: WorkflowThread | None) -> str:
+    return "" if thread is None else thread.dimension
+
+
+def _info(execution: WorkflowExecution, thread: WorkflowThread | None, step: int) -> WorkflowInfo:
+    return WorkflowInfo(
+        workflow_id=execution.workflow_id,
+        workflow_name=execution.workflow_name if thread is None else thread.workflow_name,
+        task_queue=execution.task_queue if thread is None else thread.task_queue,
+        namespace=execution.namespace, workflow_dimension=_dimension(thread),
+        parent_workflow_id=execution.parent_workflow_id,
+        origin_workflow_id=execution.origin_workflow_id, expire=execution.expire, step=step,
+        run_id=execution.run_id)
+
+
+def _new_run(execution: WorkflowExecution, thread: WorkflowThread | None,
+             records: list[HistoryRecord]) -> WorkflowRun | None:
+    name = execution.workflow_name if thread is None else thread.workflow_name
+    if name not in registered_workflows():
+        return None
+    args = execution.args if thread is None else thread.args
+    return WorkflowRun(find_workflow(name).entry, args,
+                       _info(execution, thread, execution.step_count + 1), records,
+                       workflow_interceptors())  # type: ignore[arg-type]
+
+
+def _unknown(name: str) -> UnknownWorkflowError:
+    try:
+        find_workflow(name)
+    except UnknownWorkflowError as error:
+        return error
+    return UnknownWorkflowError(f"workflow {name!r} was not registered when the step began")
+
+
+def _decide(execution: WorkflowExecution, due: list[Due]) -> Decision:
+    """Run every due thread of the step and collect what they decided."""
     step = execution.step_count + 1
-    effects = CommandEffects(now, batch)
-    port = StepPort(execution, effects)
+    effects = StepEffects(execution, timezone.now())
+    port = StepPort(effects, STEP_OPERATIONS)
+    decision = Decision(step=step, version=execution.step_count, effects=effects, outcomes=[])
     with workflow_span(f"step/{execution.workflow_name}", execution.namespace,
                        execution.workflow_id, {"durable.step": step, "durable.threads": len(due)}):
-        replayed = [(thread, _replay(execution, thread, by_dimension, step, port))
-                    for thread in due]
-    if unobserved:
-        HistoryEvent.objects.filter(pk__in=unobserved).update(observed_step=step)
-    execution.step_count = step
-    execution.step_requested = False
-    if execution.status == ExecutionStatus.PENDING:
-        execution.status = ExecutionStatus.RUNNING
-    signal_ids = [c.name for _, outcome in replayed if outcome is not None
-                  for c in outcome.commands if c.kind in ("wait", "signal")]
-    if signal_ids:
-        lock_signal_ids(execution.namespace, signal_ids)
-    settled_now = False
-    for thread, outcome in replayed:
-        if outcome is None:
-            continue
-        settled_now |= apply_commands(execution, outcome.commands, step, effects)
-        if thread is None:
-            _record_outcome(execution, outcome, now, effects)
-        else:
-            settled_now |= _record_thread_outcome(execution, thread, outcome, effects)
-    if execution.is_active:
-        execution.save()
-    if effects.interrupt_self is not None and execution.is_active:
-        reason, descend = effects.interrupt_self
-        interrupt_execution(execution.namespace, execution.workflow_id, reason, descend)
-        execution.refresh_from_db()
-    return (settled_now or effects.wake_self) and execution.is_active
+        for item in due:
+            info = _info(execution, item.thread, step)
+            if item.run is None:
+                outcome = StepOutcome(StepStatus.FAILED, error=_unknown(info.workflow_name))
+            elif item.new_records is None:
+                item.run.context.port = port
+                item.run.context.info = info
+                outcome = item.run.start()
+            else:
+                outcome = item.run.resume(info, item.new_records, port)
+            decision.outcomes.append((item, outcome))
+    return decision
 
 
-def _has_news(records: list[HistoryRecord], requested: bool) -> bool:
-    return requested or any(r.resolved and r.observed_step is None for r in records)
+# -- the runs kept in memory ----------------------------------------------------------------
 
 
-def _replay(execution: WorkflowExecution, thread: WorkflowThread | None,
-            by_dimension: dict[str, list[HistoryRecord]], step: int,
-            port: StepPort) -> StepOutcome | None:
-    """Replay the main thread (``thread is None``) or one hook thread."""
-    name = execution.workflow_name if thread is None else thread.workflow_name
-    dimension = "" if thread is None else thread.dimension
-    try:
-        definition = find_workflow(name)
-    except UnknownWorkflowError as error:
-        return StepOutcome(StepStatus.FAILED, error=error)
-    info = WorkflowInfo(
-        workflow_id=execution.workflow_id, workflow_name=name,
-        task_queue=execution.task_queue if thread is None else thread.task_queue,
-        namespace=execution.namespace, workflow_dimension=dimension,
-        parent_workflow_id=execution.parent_workflow_id,
-        origin_workflow_id=execution.origin_workflow_id, expire=execution.expire, step=step)
-    args = execution.args if thread is None else thread.args
-    return ReplayStep(definition.function, args, info, by_dimension[dimension],
-                      workflow_interceptors(),  # type: ignore[arg-type]
-                      port=port).run()
+def _keep_runs(execution: WorkflowExecution, decision: Decision) -> None:
+    """After commit: keep the runs that can take the next step's outcomes in memory."""
+    runs = dict(decision.kept)
+    for item, _ in decision.outcomes:
+        if item.run is not None:
+            if item.run.resumable:
+                item.run.commit()
+            runs[item.dimension] = item.run
+    keep = {d: r for d, r in runs.items() if r.resumable}
+    for dimension, run in runs.items():
+        if dimension not in keep:
+            run.close()
+    if execution.is_active and keep:
+        run_cache().put(execution.pk, CachedRun(decision.step, execution, keep))
+    else:
+        for run in keep.values():
+            run.close()
 
 
-def _record_outcome(execution: WorkflowExecution, outcome: StepOutcome, now: datetime,
-                    effects: CommandEffects) -> None:
-    if outcome.status == StepStatus.COMPLETED:
-        _finish(execution, ExecutionStatus.COMPLETED, result=outcome.result, now=now,
-                batch=effects.batch)
-    elif outcome.status == StepStatus.FAILED:
-        assert outcome.error is not None
-        error = describe_error(outcome.error)
-        if outcome.retryable:
-            policy = RetryPolicy.from_dict(execution.retry_policy)
-            if policy.allows_retry(execution.attempt):
-                delay = policy.delay_before_retry(execution.attempt)
-                execution.attempt += 1
-                execution.error = error
-                Timer.objects.create(execution=execution, kind=TimerKind.WORKFLOW_RETRY,
-                                     due_at=effects.now + _seconds(delay))
-                logger.info("workflow %s failed (%s); retry %d in %.1fs",
-                            execution.workflow_id, error["message"], execution.attempt - 1, delay)
-                return
-            error = DurableMaxedError(error["message"]).to_dict()
-        _finish(execution, ExecutionStatus.FAILED, error=error, now=now, batch=effects.batch)
+def _close(decision: Decision | None) -> None:
+    """A decision that was not recorded: its runs moved past the database; drop them."""
+    if decision is None:
+        return
+    for item, _ in decision.outcomes:
+        if item.run is not None:
+            item.run.close()
+    for run in decision.kept.values():
+        run.close()
 
 
-def _record_thread_outcome(execution: WorkflowExecution, thread: WorkflowThread,
-                           outcome: StepOutcome, effects: CommandEffects) -> bool:
-    """Record how a hook thread's step ended; ``True`` if that settled a wait of this execution.
+# -- the sequential path --------------------------------------------------------------------
 
-    A failed hook is retried by its retry policy on a stored timer; when it fails for good, an
-    ``exec_hook`` waiting for its answer receives the failure instead of waiting forever.
+
+def record_activity_outcome(message: dict[str, Any], *, holder: int | None,
+                            stepper: int | None, result: Any = None,
+                            error: dict[str, Any] | None = None,
+                            eager: EagerPolicy = NO_EAGER,
+                            also: Callable[[], None] | None = None) -> list[dict[str, Any]]:
+    """Record the final outcome of an activity call and take the run's next step.
+
+    When this process holds the run in memory at the current version, the outcome and the next
+    decision are recorded in one transaction. Otherwise — or if that fails for any reason — the
+    outcome is recorded on its own (on a fresh connection if the old one died), then the step
+    is taken here or left to the process that is stepping the run.
+
+    Args:
+        message: The attempt's message.
+        holder: The process holding the attempt (``None``: nobody, e.g. completed from outside).
+        stepper: This process, when it may step the run; ``None`` requests the step.
+        result: The result (when ``error`` is ``None``).
+        error: The stored final error.
+        eager: Which next attempts this process may claim.
+        also: More writes for the transaction that records the outcome.
+
+    Returns:
+        Attempts claimed to run in this process next.
     """
-    thread.step_requested = False
-    settled_here = False
-    if outcome.status == StepStatus.COMPLETED:
-        thread.status = ExecutionStatus.COMPLETED
-        thread.completed_at = effects.now
-    elif outcome.status == StepStatus.FAILED:
-        assert outcome.error is not None
-        error = describe_error(outcome.error)
-        policy = RetryPolicy.from_dict(thread.retry_policy)
-        if outcome.retryable and policy.allows_retry(thread.attempt):
-            Timer.objects.create(execution=execution, thread=thread, kind=TimerKind.HOOK_RETRY,
-                                 due_at=effects.now + _seconds(
-                                     policy.delay_before_retry(thread.attempt)))
-            thread.attempt += 1
-            thread.error = error
-        else:
-            if outcome.retryable:
-                error = DurableMaxedError(str(error["message"])).to_dict()
-            thread.status = ExecutionStatus.FAILED
-            thread.error = error
-            thread.completed_at = effects.now
-            settled_here = fail_hook_waiters(execution, thread, error, effects)
-            logger.warning("hook %s [%s] of workflow %s failed: %s", thread.workflow_name,
-                           thread.dimension, execution.workflow_id, error["message"])
-    thread.save()
-    return settled_here
+    execution_pk = int(message["execution"])
+    local = stepper is not None and can_continue_locally(message["workflow_name"])
+    entry = run_cache().take(execution_pk) if local else None
+    if entry is not None:
+        try:
+            return _step_in_memory(entry, message, holder, result, error, eager, also)
+        except Exception:  # noqa: BLE001 - whatever happened, the outcome is recorded below
+            logger.debug("durable_celery: in-memory step of run %s not recorded; recording "
+                         "the outcome first", execution_pk, exc_info=True)
+            entry.close()
+    recorded = with_fresh_connection(
+        lambda: _settle_alone(message, holder, result, error, also, request_step=not local))
+    if not recorded or not local:
+        return []
+    assert stepper is not None
+    if claim_step(execution_pk, stepper):
+        return drive(execution_pk, stepper, eager)
+    return []
 
 
-def _finish(execution: WorkflowExecution, status: str, *, now: datetime, batch: OutboxBatch,
-            result: object = None, error: dict[str, object] | None = None) -> None:
-    execution.status = status
-    execution.result = result
-    execution.error = error
-    execution.completed_at = now
+def _settle_alone(message: dict[str, Any], holder: int | None, result: Any,
+                  error: dict[str, Any] | None, also: Callable[[], None] | None, *,
+                  request_step: bool) -> bool:
+    with transaction.atomic():
+        recorded = HistoryEvent.objects.settle(
+            int(message["event"]), result=result, error=error, now=timezone.now(),
+            attempt=int(message["attempt"]), worker_id=holder)
+        if recorded:
+            if also is not None:
+                also()
+            if request_step:
+                batch = OutboxBatch()
+                batch.request_step(int(message["execution"]), message["task_queue_of_workflow"])
+                batch.commit()
+    return recorded
+
+
+def _step_in_memory(entry: CachedRun, message: dict[str, Any], holder: int | None,
+                    result: Any, error: dict[str, Any] | None, eager: EagerPolicy,
+                    also: Callable[[], None] | None) -> list[dict[str, Any]]:
+    """The sequential path: deliver the outcome to the run in memory and record both."""
+    execution = entry.execution
+    dimension, seq = str(message.get("dimension", "")), int(message["seq"])
+    run = entry.runs.get(dimension)
+    if run is None or not run.waiting_for(seq) or not execution.is_active:
+        raise StepLost("the run in memory does not wait for this outcome")
+    thread = None
+    if dimension:
+        thread = WorkflowThread.objects.filter(execution_id=execution.pk, dimension=dimension,
+                                               status=ExecutionStatus.RUNNING).first()
+        if thread is None:
+            raise StepLost("the hook thread is not running")
+    status = HistoryStatus.FAILED if error is not None else HistoryStatus.COMPLETED
+    record = HistoryRecord(seq, dimension, "activity", message["activity"], status,
+                           None if error is not None else result, error, entry.version + 1)
     execution.step_requested = False
-    execution.save()
-    Timer.objects.filter(execution=execution).delete()
-    notify_parent(execution, batch)
-
-
-def _seconds(value: float) -> timedelta:
-    return timedelta(seconds=value)
+    decision = _decide(execution, [Due(thread, run, [record])])
+    decision.kept = {d: r for d, r in entry.runs.items() if d != dimension}
+    try:
+        attempts = record_decision(execution, decision, eager, claimed_by=None,
+                           settle=(int(message["event"]), int(message["attempt"]), result, error,
+                                   holder), also=also)
+    except BaseException:
+        _close(decision)
+        raise
+    _keep_runs(execution, decision)
+    return attempts

@@ -1,32 +1,57 @@
-"""What the sweeper does on each pass: fire due timers, re-send what was lost, re-drive work."""
+"""What the sweeper does: fire due timers, and recover whatever a crash or a lost message left.
+
+Every live worker sweeps; no two sweepers act on the same row (``SKIP LOCKED`` on PostgreSQL,
+one writer at a time on SQLite, and every action is conditional on the row's state). Recovery
+never waits on the broker (Redis's visibility timeout, RabbitMQ's consumer timeout): it reads the
+database, where every piece of work that must happen is recorded.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TypeVar
 
-from django.db import transaction
+from django.db import models, transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from ..conf import durable_setting
-from ..errors import DurableMaxedError
+from ..engine.retry import AttemptFailure, FailureKind
+from ..errors import DurableTimeoutError
 from ..managers import supports_row_locks
 from ..models import (
+    AttemptOutcome,
+    ExecutionStatus,
     HistoryEvent,
+    HistoryStatus,
     OutboxMessage,
     Timer,
     TimerKind,
+    Worker,
     WorkflowExecution,
     WorkflowThread,
 )
-from ..retry import RetryPolicy
-from .commands import activity_lease, activity_message
-from .outbox import RUN_ACTIVITY_TASK, OutboxBatch, publish_messages
+from .activities import record_attempt_failure
+from .dispatch import activity_message, dispatch_attempt, is_local
+from .executions import interrupt_execution
+from .outbox import OutboxBatch, publish_messages
+from .workers import dead_worker_ids, prune_workers
 
-__all__ = ["fire_due_timers", "redrive_lost_activities", "republish_outbox",
-           "request_missed_steps"]
+__all__ = [
+    "fire_due_timers",
+    "recover_dead_workers",
+    "recover_lost_messages",
+    "recover_timed_out_attempts",
+    "republish_outbox",
+    "request_missed_steps",
+    "run_recovery_duties",
+]
 
 logger = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=models.Model)
 
 
 def fire_due_timers(now: datetime | None = None, limit: int = 100) -> int:
@@ -49,9 +74,13 @@ def fire_due_timers(now: datetime | None = None, limit: int = 100) -> int:
 
 
 def _fire(timer: Timer, now: datetime, batch: OutboxBatch) -> None:
-    execution = WorkflowExecution.objects.filter(pk=timer.execution_id).only(
-        "pk", "task_queue", "status").first()
+    execution = WorkflowExecution.objects.filter(pk=timer.execution_id).first()
     if execution is None or not execution.is_active:
+        return
+    if timer.kind == TimerKind.EXECUTION_TIMEOUT:
+        interrupt_execution(execution.namespace, execution.workflow_id, batch=batch, error=(
+            DurableTimeoutError(f"workflow {execution.workflow_id!r} did not finish within its "
+                                f"execution_timeout").to_dict()))
         return
     if timer.kind == TimerKind.WORKFLOW_RETRY:
         WorkflowExecution.objects.filter(pk=execution.pk).update(step_requested=True,
@@ -60,19 +89,16 @@ def _fire(timer: Timer, now: datetime, batch: OutboxBatch) -> None:
         return
     if timer.kind == TimerKind.HOOK_RETRY:
         if timer.thread_id is not None and WorkflowThread.objects.filter(
-                pk=timer.thread_id, status="running").update(step_requested=True):
+                pk=timer.thread_id, status=ExecutionStatus.RUNNING).update(step_requested=True):
             batch.request_step(execution.pk, execution.task_queue)
         return
     if timer.event_id is None:
         return
     if timer.kind == TimerKind.ACTIVITY_RETRY:
-        event = HistoryEvent.objects.filter(pk=timer.event_id, status="scheduled").first()
+        event = HistoryEvent.objects.filter(pk=timer.event_id, status=HistoryStatus.SCHEDULED,
+                                            worker__isnull=True).first()
         if event is not None:
-            full = WorkflowExecution.objects.get(pk=execution.pk)
-            event.lease_until = activity_lease(now, event.input.get("start_to_close_timeout"))
-            event.save(update_fields=["lease_until"])
-            queue = f"{event.input.get('task_queue') or full.task_queue}-activity"
-            batch.add(RUN_ACTIVITY_TASK, queue, [activity_message(full, event)])
+            dispatch_attempt(execution, event, now, batch)
         return
     if timer.kind == TimerKind.SLEEP:
         event = HistoryEvent.objects.filter(pk=timer.event_id).only("input").first()
@@ -83,68 +109,173 @@ def _fire(timer: Timer, now: datetime, batch: OutboxBatch) -> None:
         batch.request_step(execution.pk, execution.task_queue)
 
 
-def republish_outbox(now: datetime | None = None) -> int:
-    """Re-send outbox messages whose publication was never confirmed."""
+def republish_outbox(now: datetime | None = None, *, everything: bool = False) -> int:
+    """Re-send outbox messages whose publication was never confirmed.
+
+    Args:
+        everything: Re-send every stored message, however recent (the broker lost its messages).
+    """
     now = now or timezone.now()
-    before = now - timedelta(seconds=float(durable_setting("DURABLE_OUTBOX_REPUBLISH_AFTER")))
+    before = now if everything else now - timedelta(
+        seconds=float(durable_setting("DURABLE_OUTBOX_REPUBLISH_AFTER")))
     with transaction.atomic():
         stale = OutboxMessage.objects.claim_stale(before)
         if not stale:
             return 0
-        OutboxMessage.objects.filter(pk__in=[m.pk for m in stale]).update(
-            publish_attempts=1)
+        OutboxMessage.objects.filter(pk__in=[m.pk for m in stale]).update(publish_attempts=1)
         return publish_messages(stale)
 
 
-def redrive_lost_activities(now: datetime | None = None, limit: int = 100) -> int:
-    """Start a new attempt of every activity whose attempt outlived its lease.
+def _locked(qs: QuerySet[M]) -> QuerySet[M]:
+    """Rows no other sweeper holds (PostgreSQL); SQLite already runs one writer at a time."""
+    if supports_row_locks():
+        return qs.select_for_update(skip_locked=True, of=("self",))
+    return qs
 
-    The lost attempt counts as a failed try: when the retry policy allows no more, the call
-    fails with ``DurableMaxedError``.
+
+def recover_dead_workers(now: datetime | None = None, limit: int = 200) -> int:
+    """Take back what dead worker processes held.
+
+    * An activity attempt a dead process was running failed (its worker died); the retry policy
+      decides what follows — so an activity that kills its own process fails after its attempts.
+    * A step a dead process was taking is requested again.
+    * Attempts queued on the dead worker's queues before it died may have been delivered to it
+      and are gone with it (unacknowledged messages come back only after the broker's visibility
+      timeout): they are sent again (a copy that is still queued is then run by whoever claims
+      first; the other finds it claimed).
+
+    Returns:
+        How many things were recovered.
     """
     now = now or timezone.now()
+    dead = dead_worker_ids(now)
     count = 0
-    with transaction.atomic():
-        qs = HistoryEvent.objects.lost_activities(now).order_by("lease_until")
-        if supports_row_locks():
-            qs = qs.select_for_update(skip_locked=True, of=("self",))
-        batch = OutboxBatch()
-        for event in list(qs[:limit]):
-            execution = WorkflowExecution.objects.get(pk=event.execution_id)
-            policy = RetryPolicy.from_dict(event.input.get("retry_policy"))
-            lost = (f"activity {event.name!r} attempt {event.attempts} did not finish within "
-                    f"its lease (worker lost or start_to_close_timeout exceeded)")
-            if policy.allows_retry(event.attempts):
-                event.attempts += 1
-                event.lease_until = activity_lease(now, event.input.get("start_to_close_timeout"))
-                event.error = {"type": "DurableRetryError", "message": lost, "code": 599}
-                event.claimed_by = None
-                event.save(update_fields=["attempts", "lease_until", "error", "claimed_by"])
-                queue = f"{event.input.get('task_queue') or execution.task_queue}-activity"
-                batch.add(RUN_ACTIVITY_TASK, queue, [activity_message(execution, event)])
-            elif HistoryEvent.objects.settle(event.pk, error=DurableMaxedError(lost).to_dict(),
-                                             now=now):
-                batch.request_step(execution.pk, execution.task_queue)
-            logger.warning("durable_celery: %s (workflow %s)", lost, execution.workflow_id)
+    held = list(HistoryEvent.objects.open_activities().filter(worker_id__in=dead)
+                .select_related("execution", "worker")[:limit])
+    for event in held:
+        worker = event.worker
+        who = (f"process {worker.pid} of worker {worker.name} (last heartbeat "
+               f"{worker.heartbeat_at:%H:%M:%S}{', stopped' if worker.stopped_at else ''})"
+               if worker is not None else "its worker process")
+        failure = AttemptFailure(FailureKind.WORKER_LOST, {
+            "class": "DurableRetryError", "type": "WorkerLostError", "code": 599,
+            "message": f"attempt {event.attempts} of activity {event.name!r} was lost: {who} "
+                       f"died while running it"})
+        decision, _ = record_attempt_failure(
+            activity_message(event.execution, event), failure, worker_id=event.worker_id,
+            outcome=AttemptOutcome.WORKER_LOST, started_at=event.started_at,
+            celery_task_id=event.celery_task_id)
+        if decision is not None:
+            logger.warning("durable_celery: %s (workflow %s)", failure.error["message"],
+                           event.execution.workflow_id)
             count += 1
+    with transaction.atomic():
+        stuck = list(_locked(WorkflowExecution.objects.active().filter(
+            step_claimed_by_id__in=dead))[:limit])
+        batch = OutboxBatch()
+        for execution in stuck:
+            WorkflowExecution.objects.filter(pk=execution.pk,
+                                             step_claimed_by_id=execution.step_claimed_by_id) \
+                .update(step_claimed_by=None, step_claimed_until=None, step_requested=True)
+            batch.request_step(execution.pk, execution.task_queue)
+            count += 1
+        count += _resend_queued_to(Worker.objects.filter(
+            pk__in=dead, parent__isnull=True, stopped_at__isnull=True), now, batch)
         batch.commit()
     return count
 
 
-def request_missed_steps(now: datetime | None = None) -> int:
-    """Request a step for executions that have news no step has seen for a while.
+def _resend_queued_to(workers: QuerySet[Worker], now: datetime, batch: OutboxBatch,
+                      limit: int = 1000) -> int:
+    """Re-send attempts queued on the queues of ``workers`` (dead, not yet handled) before
+    they died, then mark the workers stopped so this happens once."""
+    count = 0
+    for worker in list(workers):
+        queues = [q for q in (worker.queues or []) if q.endswith("-activity")]
+        if queues:
+            count += _resend_unclaimed(Q(dispatched_at__lt=worker.heartbeat_at), queues, now,
+                                       batch, limit)
+        Worker.objects.filter(Q(pk=worker.pk) | Q(parent_id=worker.pk),
+                              stopped_at__isnull=True).update(stopped_at=now)
+    return count
 
-    Each such execution is touched (``updated_at``) as it is re-requested, so while workers are
-    down it gets one request per ``DURABLE_STEP_REDRIVE_AFTER``, not one per sweep.
+
+def _resend_unclaimed(condition: Q, queues: list[str] | None, now: datetime,
+                      batch: OutboxBatch, limit: int) -> int:
+    qs = HistoryEvent.objects.open_activities().filter(
+        condition, worker__isnull=True, started_at__isnull=True,
+        dispatched_at__isnull=False).select_related("execution").order_by("dispatched_at")
+    count = 0
+    for event in list(_locked(qs)[:limit]):
+        queue = f"{event.input.get('task_queue') or event.execution.task_queue}-activity"
+        if queues is not None and queue not in queues:
+            continue
+        dispatch_attempt(event.execution, event, now, batch)
+        count += 1
+    return count
+
+
+def recover_timed_out_attempts(now: datetime | None = None, limit: int = 200) -> int:
+    """Fail attempts past their ``start_to_close_timeout`` or ``heartbeat_timeout`` that their
+    worker did not end itself (a hung process, an attempt completed from elsewhere that never
+    came back); the retry policy decides what follows."""
+    now = now or timezone.now()
+    count = 0
+    late = HistoryEvent.objects.open_activities().filter(
+        started_at__isnull=False, lease_until__lt=now).select_related("execution")[:limit]
+    for event in list(late):
+        message = (f"attempt {event.attempts} of activity {event.name!r} exceeded its "
+                   f"start_to_close_timeout or heartbeat_timeout")
+        failure = AttemptFailure(FailureKind.TIMED_OUT, DurableTimeoutError(message).to_dict())
+        decision, _ = record_attempt_failure(
+            activity_message(event.execution, event), failure, worker_id=event.worker_id,
+            outcome=AttemptOutcome.TIMED_OUT, started_at=event.started_at,
+            celery_task_id=event.celery_task_id)
+        count += decision is not None
+    return count
+
+
+def recover_lost_messages(now: datetime | None = None, *, broker_lost: bool = False,
+                          limit: int = 1000) -> int:
+    """Send again attempts that waited in their queue longer than ``DURABLE_ACTIVITY_LEASE``
+    (or every queued attempt, when the broker lost its messages), and ask for the steps that
+    local activities waiting to be claimed need."""
+    now = now or timezone.now()
+    queue_lease = timedelta(seconds=float(durable_setting("DURABLE_ACTIVITY_LEASE")))
+    with transaction.atomic():
+        batch = OutboxBatch()
+        condition = Q() if broker_lost else Q(dispatched_at__lt=now - queue_lease)
+        count = _resend_unclaimed(condition, None, now, batch, limit)
+        for event in HistoryEvent.objects.open_activities().filter(
+                worker__isnull=True, started_at__isnull=True, dispatched_at__isnull=True,
+                input__local=True).select_related("execution")[:limit]:
+            if is_local(event):
+                batch.request_step(event.execution_id, event.execution.task_queue)
+                count += 1
+        batch.commit()
+    if broker_lost:
+        count += republish_outbox(now, everything=True)
+        count += request_missed_steps(now, everything=True)
+    return count
+
+
+def request_missed_steps(now: datetime | None = None, *, everything: bool = False) -> int:
+    """Request a step for runs that have news no step has seen for a while.
+
+    Each such run is touched (``updated_at``) as it is re-requested, so while workers are down
+    it gets one request per ``DURABLE_STEP_REDRIVE_AFTER``, not one per sweep.
     """
     now = now or timezone.now()
-    before = now - timedelta(seconds=float(durable_setting("DURABLE_STEP_REDRIVE_AFTER")))
+    before = now if everything else now - timedelta(
+        seconds=float(durable_setting("DURABLE_STEP_REDRIVE_AFTER")))
+    free = Q(execution__step_claimed_by__isnull=True) | Q(execution__step_claimed_until__lt=now)
     pending = set(HistoryEvent.objects.unobserved().filter(
-        completed_at__lt=before, execution__updated_at__lt=before,
+        free, completed_at__lt=before, execution__updated_at__lt=before,
         execution__status__in=("pending", "running"))
-        .values_list("execution_id", "execution__task_queue").distinct())
+        .values_list("execution_id", "execution__task_queue").distinct()[:1000])
     pending |= set(WorkflowExecution.objects.needing_step(before)
-                   .values_list("pk", "task_queue"))
+                   .filter(Q(step_claimed_by__isnull=True) | Q(step_claimed_until__lt=now))
+                   .values_list("pk", "task_queue")[:1000])
     if not pending:
         return 0
     with transaction.atomic():
@@ -154,3 +285,29 @@ def request_missed_steps(now: datetime | None = None) -> int:
             batch.request_step(execution_pk, task_queue)
         batch.commit()
     return len(pending)
+
+
+def run_recovery_duties(broker_lost: Callable[[], bool] | None = None) -> None:
+    """One pass of every recovery duty; a duty that fails does not stop the others.
+
+    Args:
+        broker_lost: Tells whether the broker lost its messages since the last pass (e.g. a
+            Redis without persistence restarted empty).
+    """
+    duties: list[tuple[str, Callable[[], object]]] = [
+        ("republish the outbox", republish_outbox),
+        ("recover dead workers", recover_dead_workers),
+        ("recover timed-out attempts", recover_timed_out_attempts),
+        ("recover lost messages", lambda: recover_lost_messages(
+            broker_lost=bool(broker_lost and broker_lost()))),
+        ("request missed steps", request_missed_steps),
+        ("forget old workers", prune_workers),
+    ]
+    for name, duty in duties:
+        try:
+            duty()
+        except Exception:  # noqa: BLE001 - the next pass retries; other duties go on
+            logger.exception("durable_celery: sweeper duty %r failed", name)
+            from django.db import connection
+
+            connection.close()

@@ -1,4 +1,10 @@
-"""Running one activity attempt: find the function, run it under its context and timeout."""
+"""Running activity attempts: the delivered one, then any the step path claimed for this process.
+
+An attempt delivered by the broker is claimed first (a duplicate delivery runs nothing). After it
+records its outcome, the run's next step may claim the next attempt for this process (eager
+execution, local activities): those run here, one after another, within the task's
+:class:`EagerBudget`, so a sequential workflow pays no broker hop per step.
+"""
 
 from __future__ import annotations
 
@@ -6,98 +12,233 @@ import asyncio
 import contextvars
 import logging
 import threading
+import time
+from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 from ..activity import ActivityContext, activity
-from ..errors import DurableTimeoutError, UnknownActivityError
+from ..conf import durable_setting
+from ..engine.retry import AttemptFailure, FailureKind
+from ..errors import (
+    CompleteAsyncError,
+    DurableError,
+    DurableFatalError,
+    DurableTimeoutError,
+    NotJSONSerializableError,
+    describe_error,
+    safe_str,
+)
+from ..models import AttemptOutcome
+from ..payloads import decode_args, encode
 from ..registry import ActivityDefinition, find_activity
-from ..serialization import ensure_json
-from ..store.activities import record_activity_failure, record_activity_result, start_attempt
+from ..retry import exception_type_names
+from ..serialization import storable_json
+from ..store.activities import (
+    claim_attempt,
+    heartbeat_attempt,
+    record_attempt_failure,
+    release_for_async_completion,
+    task_token,
+)
+from ..store.steps import record_activity_outcome
 from ..telemetry import workflow_span
+from .worker import consumes, current_worker_id, shutting_down
 
-__all__ = ["run_activity_attempt"]
+__all__ = ["AttemptFailed", "EagerBudget", "run_claimed_attempts", "run_delivered_attempt"]
 
 logger = logging.getLogger(__name__)
 
 
-def run_activity_attempt(message: dict[str, Any], celery_task_id: str | None) -> str:
-    """Run the attempt described by ``message`` and record its outcome.
+class EagerBudget:
+    """How many more activities one task may run in its own process before the next goes
+    through the broker (``DURABLE_EAGER_MAX_STEPS``, ``DURABLE_EAGER_MAX_SECONDS``).
 
-    A duplicate delivery, or an attempt replaced by a later one, runs nothing.
+    Eager execution needs ``DURABLE_EAGER_ACTIVITIES``, a worker that consumes the activity's
+    queue and has it registered, and a worker that is not shutting down.
+    """
+
+    def __init__(self, worker_id: int | None, task_id: str | None = None) -> None:
+        self.worker_id = worker_id
+        self.task_id = task_id
+        self.enabled = bool(durable_setting("DURABLE_EAGER_ACTIVITIES"))
+        self.steps_left = int(durable_setting("DURABLE_EAGER_MAX_STEPS"))
+        self.deadline = time.monotonic() + float(durable_setting("DURABLE_EAGER_MAX_SECONDS"))
+
+    def allows(self, queue: str, activity_name: str) -> bool:
+        """Whether this activity may run here now; counts it against the budget when so."""
+        if not (self.enabled and self.steps_left > 0 and consumes(queue)) or shutting_down() \
+                or time.monotonic() > self.deadline:
+            return False
+        try:
+            find_activity(activity_name, queue.removesuffix("-activity"))
+        except LookupError:
+            return False
+        self.steps_left -= 1
+        return True
+
+
+@dataclass
+class AttemptFailed(Exception):
+    """The delivered attempt failed (raised by the Celery task after recording, so the task
+    ends in FAILURE with the original exception's type, message and traceback)."""
+
+    error: BaseException
+
+
+def run_delivered_attempt(message: dict[str, Any], celery_task_id: str | None) -> dict[str, Any]:
+    """The ``run_activity`` task body: claim, run, record; then run what the step path claimed.
 
     Returns:
-        ``"completed"``, ``"retry"``, ``"failed"``, or ``"skipped"``.
+        ``{"activity", "attempt", "outcome"}`` (``outcome``: ``completed``, ``retry``,
+        ``failed``, ``async``, ``skipped``).
+
+    Raises:
+        AttemptFailed: The delivered attempt failed (its failure is recorded already).
     """
-    if not start_attempt(message, celery_task_id):
-        logger.info("durable_celery: activity %s attempt %s is settled, replaced or claimed "
-                    "by another delivery; skipped", message["activity"], message["attempt"])
-        return "skipped"
+    worker_id = current_worker_id()
+    summary = {"activity": message.get("activity"), "attempt": message.get("attempt")}
+    if not claim_attempt(message, worker_id, celery_task_id):
+        logger.info("durable_celery: activity %s attempt %s is settled, replaced or held by "
+                    "another delivery; skipped", message.get("activity"), message.get("attempt"))
+        return {**summary, "outcome": "skipped"}
+    budget = EagerBudget(worker_id, celery_task_id)
+    outcome, error, claimed = _run_one(message, worker_id, budget, celery_task_id)
+    run_claimed_attempts(claimed, worker_id, budget)
+    if error is not None and outcome in ("retry", "failed"):
+        raise AttemptFailed(error)
+    return {**summary, "outcome": outcome}
+
+
+def run_claimed_attempts(messages: list[dict[str, Any]], worker_id: int,
+                         budget: EagerBudget) -> None:
+    """Run attempts already claimed for this process, and those their steps claim, in order."""
+    pending = deque(messages)
+    while pending:
+        _, _, claimed = _run_one(pending.popleft(), worker_id, budget, None)
+        pending.extend(claimed)
+
+
+def _run_one(message: dict[str, Any], worker_id: int, budget: EagerBudget,
+             celery_task_id: str | None) -> tuple[str, BaseException | None,
+                                                 list[dict[str, Any]]]:
+    started = time.monotonic()
     try:
         definition = find_activity(message["activity"], message.get("task_queue"))
         with workflow_span(f"activity/{definition.name}", message.get("namespace") or "",
                            message["workflow_id"], {"durable.activity": definition.name,
                                                     "durable.attempt": message["attempt"]}):
-            value = _invoke(definition, message)
-        ensure_json(value, where=f"the result of activity {message['activity']!r}")
+            value = encode(_invoke(definition, message, worker_id),
+                           where=f"the result of activity {message['activity']!r}")
+    except CompleteAsyncError:
+        release_for_async_completion(message, worker_id)
+        return "async", None, []
+    except asyncio.CancelledError as cancelled:  # the workflow was cancelled: no retry
+        error = DurableFatalError(f"activity {message['activity']!r} was cancelled: "
+                                  f"{safe_str(cancelled)}", type="CancelledError")
+        return _failed(message, error, worker_id, budget, celery_task_id, started)
     except Exception as error:  # every failure is recorded; the policy decides what follows
-        logger.info("durable_celery: activity %s attempt %s failed: %s", message["activity"],
-                    message["attempt"], error)
-        if isinstance(error, UnknownActivityError):
-            logger.error("durable_celery: %s", error)
-        return record_activity_failure(message, error, celery_task_id)
-    record_activity_result(message, value, celery_task_id)
-    return "completed"
+        return _failed(message, error, worker_id, budget, celery_task_id, started)
+    claimed = record_activity_outcome(message, holder=worker_id, stepper=worker_id,
+                                      result=value, eager=budget)
+    return "completed", None, claimed
 
 
-def _invoke(definition: ActivityDefinition, message: dict[str, Any]) -> Any:
+def _failed(message: dict[str, Any], error: Exception, worker_id: int, budget: EagerBudget,
+            celery_task_id: str | None, started: float) -> tuple[str, BaseException | None,
+                                                               list[dict[str, Any]]]:
+    timed_out = isinstance(error, _AttemptTimedOut)
+    stored = describe_error(error.as_error() if isinstance(error, _AttemptTimedOut) else error)
+    failure = AttemptFailure(FailureKind.TIMED_OUT if timed_out else FailureKind.RAISED, stored,
+                             () if timed_out else exception_type_names(error))
+    logger.warning("durable_celery: activity %s attempt %s of workflow %s failed after %.3fs: "
+                   "%s: %s", message["activity"], message["attempt"], message["workflow_id"],
+                   time.monotonic() - started, stored.get("type"), stored.get("message"),
+                   exc_info=error)
+    decision, claimed = record_attempt_failure(
+        message, failure, worker_id=worker_id, stepper=worker_id,
+        outcome=AttemptOutcome.TIMED_OUT if timed_out else AttemptOutcome.FAILED,
+        celery_task_id=celery_task_id, eager=budget)
+    if decision is None:
+        return "stale", error, []
+    return ("retry" if decision.retry else "failed"), error, claimed
+
+
+class _AttemptTimedOut(Exception):
+    """The attempt exceeded its ``start_to_close_timeout`` or ``heartbeat_timeout`` here."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def as_error(self) -> DurableError:
+        return DurableTimeoutError(self.message)
+
+
+def _invoke(definition: ActivityDefinition, message: dict[str, Any], worker_id: int) -> Any:
+    heartbeat_timeout = message.get("heartbeat_timeout")
     ctx = ActivityContext(
-        activity_name=definition.name, args=list(message.get("args", [])),
+        activity_name=definition.name, args=decode_args(
+            definition.function, message.get("args", []), where=f"activity {definition.name!r}"),
         workflow_id=message["workflow_id"], attempt=int(message["attempt"]),
-        task_queue=message.get("task_queue") or "", headers=dict(message.get("headers") or {}))
+        task_queue=message.get("task_queue") or "", headers=dict(message.get("headers") or {}),
+        heartbeat_details=message.get("heartbeat_details"), task_token=task_token(message),
+        heartbeat_timeout=float(heartbeat_timeout) if heartbeat_timeout else None)
+
+    def record(details: Any) -> tuple[bool, bool]:
+        beat = heartbeat_attempt(message, worker_id, _heartbeat_json(details))
+        return beat.current, beat.cancelled
+
+    ctx.recorder = record
     timeout = message.get("timeout")
+    limits = (float(timeout) if timeout else None, ctx.heartbeat_timeout)
     token = activity.running(ctx)
     try:
-        if timeout is None:
+        if limits == (None, None):
             return definition.invoke(ctx.args)
-        if definition.is_async:
-            return _run_async_with_timeout(definition, ctx.args, float(timeout))
-        return _run_sync_with_timeout(definition, ctx.args, float(timeout))
+        return _run_bounded(definition, ctx, *limits)
     finally:
         activity.finished(token)
 
 
-def _timeout_error(definition: ActivityDefinition, timeout: float) -> DurableTimeoutError:
-    return DurableTimeoutError(
-        f"activity {definition.name!r} exceeded its start_to_close_timeout of {timeout:g}s")
-
-
-def _run_async_with_timeout(definition: ActivityDefinition, args: list[Any],
-                            timeout: float) -> Any:
-    async def bounded() -> Any:
-        return await asyncio.wait_for(definition.function(*args), timeout)
-
+def _heartbeat_json(details: Any) -> Any:
     try:
-        return asyncio.run(bounded())
-    except TimeoutError:
-        raise _timeout_error(definition, timeout) from None
+        return storable_json(details, where="heartbeat details")
+    except NotJSONSerializableError as error:
+        logger.warning("durable_celery: %s; heartbeat recorded without details", error)
+        return None
 
 
-def _run_sync_with_timeout(definition: ActivityDefinition, args: list[Any],
-                           timeout: float) -> Any:
+def _run_bounded(definition: ActivityDefinition, ctx: ActivityContext,
+                 start_to_close: float | None, heartbeat_timeout: float | None) -> Any:
+    """Run the function in a thread and give up on it when a timeout passes (a thread cannot be
+    killed: an activity that ignores its timeout keeps running, but its outcome is not used)."""
     outcome: dict[str, Any] = {}
     context = contextvars.copy_context()
 
     def target() -> None:
         try:
-            outcome["value"] = context.run(definition.function, *args)
+            outcome["value"] = context.run(definition.invoke, ctx.args)
         except BaseException as error:  # carried back to the calling thread
             outcome["error"] = error
 
     runner = threading.Thread(target=target, name=f"activity-{definition.name}", daemon=True)
+    started = time.monotonic()
     runner.start()
-    runner.join(timeout)
-    if runner.is_alive():
-        raise _timeout_error(definition, timeout)
+    while runner.is_alive():
+        now = time.monotonic()
+        if start_to_close is not None and now - started >= start_to_close:
+            raise _AttemptTimedOut(f"activity {definition.name!r} exceeded its "
+                                   f"start_to_close_timeout of {start_to_close:g}s")
+        if heartbeat_timeout is not None and now - ctx.last_heartbeat >= heartbeat_timeout:
+            raise _AttemptTimedOut(f"activity {definition.name!r} did not heartbeat within its "
+                                   f"heartbeat_timeout of {heartbeat_timeout:g}s")
+        waits = [0.25]
+        if start_to_close is not None:
+            waits.append(start_to_close - (now - started))
+        if heartbeat_timeout is not None:
+            waits.append(heartbeat_timeout - (now - ctx.last_heartbeat))
+        runner.join(max(min(waits), 0.001))
     if "error" in outcome:
         raise outcome["error"]
     return outcome.get("value")

@@ -1,29 +1,56 @@
-"""Handing outbox messages to Celery: JSON only, routed to the queue the message names."""
+"""Handing outbox messages to the broker: JSON only, routed to the queue the message names.
+
+Messages go straight to a producer from the app's pool: publishing never touches the result
+backend (``send_task`` would subscribe to a Redis result channel and block while that backend is
+down). A publication that cannot reach the broker within ``DURABLE_PUBLISH_TIMEOUT`` raises; the
+outbox keeps the message and the sweeper sends it when the broker is back.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from celery import current_app
+from kombu.utils.uuid import uuid
 
+from ..conf import durable_setting
 from ..store.outbox import set_publisher
+from ..task_names import EMIT_MESSAGE, RUN_ACTIVITY_TASK
 
 __all__ = ["install_publisher", "publish"]
 
 
-def publish(task_name: str, queue: str, args: list[Any]) -> None:
-    """Send one task message to ``queue`` with the current Celery app.
+def _retry_policy() -> dict[str, Any]:
+    budget = float(durable_setting("DURABLE_PUBLISH_TIMEOUT"))
+    return {"max_retries": 2, "interval_start": 0, "interval_step": budget / 4,
+            "interval_max": budget / 4}
 
-    An emitted event (task name ``durable_celery.emit``) goes to the events exchange instead,
-    with ``queue`` as its topic.
+
+def publish(task_name: str, queue: str, args: list[Any]) -> None:
+    """Send one task message to ``queue`` (an emitted event goes to the events exchange, with
+    ``queue`` as its topic).
+
+    Activity attempts carry the activity's name as Celery's ``shadow`` name, so Flower and
+    django-celery-results show ``activity:<name>`` rather than the generic runner.
+
+    Raises:
+        Exception: The broker could not be reached (the message stays in the outbox).
     """
-    if task_name == "durable_celery.emit":
+    if task_name == EMIT_MESSAGE:
         from .events import publish_event
 
         publish_event(queue, args[0])
         return
-    current_app.send_task(task_name, args=args, queue=queue, routing_key=queue,
-                          serializer="json")
+    app = current_app
+    shadow = None
+    if task_name == RUN_ACTIVITY_TASK and args and isinstance(args[0], dict):
+        shadow = f"activity:{args[0].get('activity')}"
+    message = app.amqp.create_task_message(task_id=uuid(), name=task_name, args=list(args),
+                                           kwargs={}, shadow=shadow)
+    with app.producer_or_acquire() as producer:
+        app.amqp.send_task_message(producer, task_name, message, queue=queue,
+                                   serializer="json", retry=True,
+                                   retry_policy=_retry_policy())
 
 
 def install_publisher() -> None:

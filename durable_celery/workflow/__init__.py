@@ -7,7 +7,7 @@ for its position and stored outcome; none of them touches storage or Celery.
 from .activities import ActivityProxy, proxy_activities
 from .children import exec_child, execute_child, start_child
 from .control import all_ as all  # noqa: A004 - the public name of API.md
-from .control import did_interrupt, get_context, is_side_effect_allowed, random
+from .control import did_interrupt, get_context, is_side_effect_allowed, now, random, uuid4
 from .data import Entity, Search, enrich, entity, search
 from .hooks import exec_hook, exec_hook_batch, hook
 from .interrupts import interrupt
@@ -32,6 +32,7 @@ __all__ = [
     "hook",
     "interrupt",
     "is_side_effect_allowed",
+    "now",
     "proxy_activities",
     "random",
     "search",
@@ -39,5 +40,6 @@ __all__ = [
     "sleep_for",
     "start_child",
     "trace",
+    "uuid4",
     "wait_for",
 ]

@@ -7,10 +7,11 @@ from typing import Any
 
 from ..durations import parse_duration
 from ..engine import DurableCall, current_context
+from ..errors import DurableError
 from ..interceptors import activity_interceptors
-from ..registry import registered_activities
+from ..payloads import decode_result, encode
+from ..registry import lookup_activity, registered_activities
 from ..retry import RetryPolicy
-from ..serialization import json_roundtrip
 from .intercept import intercepted_activity
 
 __all__ = ["ActivityProxy", "proxy_activities"]
@@ -22,6 +23,9 @@ class ActivityProxy:
     First run: the call takes its position, is recorded as scheduled, and the workflow suspends
     until a worker on ``{task_queue}-activity`` has run it. Replay: the stored result is returned
     (or the stored error raised, or returned when ``throw_on_error=False``).
+
+    Arguments may be dataclasses and pydantic models (stored as JSON); a result is rebuilt by
+    the activity's return annotation when the activity is registered in this process.
     """
 
     def __init__(self, names: set[str] | None, task_queue: str | None,
@@ -47,7 +51,7 @@ class ActivityProxy:
     def _schedule(self, name: str, args: list[Any]) -> Awaitable[Any]:
         interceptors = activity_interceptors()
         if interceptors:  # they run first and may change args and options (e.g. headers)
-            stored_args = json_roundtrip(args, where=f"arguments of activity {name!r}")
+            stored_args = encode(args, where=f"arguments of activity {name!r}")
             return intercepted_activity(interceptors, name, stored_args, self._options(name),
                                         self._record)
         return self._record(name, args, None)
@@ -71,14 +75,16 @@ class ActivityProxy:
             # Only a new call needs these; a replayed one returns its stored outcome.
             chosen = options if options is not None else self._options(name)
             return {
-                "args": json_roundtrip(args, where=f"arguments of activity {name!r}"),
+                "args": encode(args, where=f"arguments of activity {name!r}"),
                 "task_queue": chosen.get("task_queue") or ctx.info.task_queue,
                 "retry_policy": policy.to_dict(),
                 "start_to_close_timeout": chosen.get("start_to_close_timeout"),
                 "headers": dict(chosen.get("headers") or {}),
             }
 
-        return ctx.schedule("activity", name, details, throw_on_error=policy.throw_on_error)
+        queue = (options or {}).get("task_queue") or self._task_queue or ctx.info.task_queue
+        return ctx.schedule("activity", name, details, transform=_result_decoder(name, queue),
+                            throw_on_error=policy.throw_on_error)
 
 
 def proxy_activities(activities: Iterable[Callable[..., Any]] | None = None,
@@ -103,6 +109,22 @@ def proxy_activities(activities: Iterable[Callable[..., Any]] | None = None,
         getattr(getattr(fn, "__durable_activity__", None), "name", None) or fn.__name__
         for fn in activities}
     return ActivityProxy(names, task_queue, policy, timeout)
+
+
+def _result_decoder(name: str, task_queue: str) -> Callable[[Any], Any] | None:
+    """Rebuilds the activity's result by its return annotation, when this process has it
+    registered (otherwise the plain JSON arrives); error objects pass unchanged."""
+    definition = lookup_activity(name, task_queue)
+    if definition is None:
+        return None
+    function = definition.function
+
+    def decode(value: Any) -> Any:
+        if isinstance(value, DurableError):  # throw_on_error=False hands errors back
+            return value
+        return decode_result(function, value, where=f"activity {name!r}")
+
+    return decode
 
 
 def _registered_queue(name: str) -> str | None:

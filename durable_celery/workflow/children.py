@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..durations import parse_duration
 from ..engine import DurableCall, ReplayContext, current_context
-from ..errors import InvalidArgumentError, UnknownWorkflowError
-from ..registry import WorkflowDefinition, find_workflow
+from ..errors import DurableError, InvalidArgumentError
+from ..payloads import decode_result, encode
+from ..registry import WorkflowDefinition, lookup_workflow
 from ..retry import RetryPolicy
-from ..serialization import json_roundtrip
 from ._immediate import record_in_storage
 
 __all__ = ["exec_child", "execute_child", "start_child"]
@@ -34,7 +34,10 @@ def exec_child(workflow: WorkflowDefinition | str | None = None, *,
     Args:
         workflow: The child's definition or registered name.
         workflow_name: The child's registered name (alternative to ``workflow``).
-        args: Its JSON arguments.
+        args: Its arguments: JSON, dataclasses, pydantic models. When the child's definition
+            is registered in this process they are checked against its signature at the call
+            (``TypeError``, nothing recorded), and its result is rebuilt by its return
+            annotation.
         task_queue: Its task queue (default: the definition's, else the entity, else the
             parent's).
         workflow_id: Its id (default: generated, unique across parallel and re-entrant calls).
@@ -47,6 +50,7 @@ def exec_child(workflow: WorkflowDefinition | str | None = None, *,
                        expire, retry_policy)
     policy = RetryPolicy.coerce(retry_policy)
     return ctx.schedule("child", spec["workflow_name"], lambda seq: _with_id(ctx, spec, seq),
+                        transform=_result_decoder(spec["workflow_name"]),
                         throw_on_error=policy.throw_on_error if policy else True)
 
 
@@ -76,29 +80,49 @@ def _child_spec(ctx: ReplayContext, workflow: WorkflowDefinition | str | None,
                 workflow_name: str | None, args: Sequence[Any], task_queue: str | None,
                 workflow_id: str | None, entity: str | None, expire: float | str | None,
                 retry_policy: RetryPolicy | dict[str, Any] | None) -> dict[str, Any]:
+    definition: WorkflowDefinition | None
     if isinstance(workflow, WorkflowDefinition):
-        name, own_queue = workflow.name, workflow.task_queue
+        name, definition, own_queue = workflow.name, workflow, workflow.task_queue
     elif isinstance(workflow, str) or workflow_name:
         name = workflow if isinstance(workflow, str) else str(workflow_name)
-        try:
-            own_queue = find_workflow(name).task_queue
-        except UnknownWorkflowError:
-            own_queue = None
+        definition = lookup_workflow(name)
+        own_queue = definition.task_queue if definition is not None else None
     elif entity:
-        name, own_queue = entity, entity
+        name, definition, own_queue = entity, lookup_workflow(entity), entity
     else:
         raise InvalidArgumentError("a child workflow needs a workflow definition, a "
                                    "workflow_name or an entity")
+    # A new call to a child known here is checked against its signature before anything is
+    # stored; a recorded one is not (the child's code may have changed since it started).
+    new_call = ctx.history.get(ctx.counter + 1) is None
+    stored_args = definition.check_args(args) if definition is not None and new_call else \
+        encode(list(args), where=f"arguments of child workflow {name!r}")
     policy = RetryPolicy.coerce(retry_policy)
     return {
         "workflow_name": name,
         "task_queue": task_queue or own_queue or ctx.info.task_queue,
-        "args": json_roundtrip(list(args), where=f"arguments of child workflow {name!r}"),
+        "args": stored_args,
         "workflow_id": workflow_id,
         "entity": entity,
         "expire": None if expire is None else parse_duration(expire, what="child expire"),
         "retry_policy": policy.to_dict() if policy else None,
     }
+
+
+def _result_decoder(name: str) -> Callable[[Any], Any] | None:
+    """Rebuilds the child's result by its return annotation when its definition is registered
+    in this process (otherwise the plain JSON arrives); error objects pass unchanged."""
+    definition = lookup_workflow(name)
+    if definition is None:
+        return None
+    function = definition.function
+
+    def decode(value: Any) -> Any:
+        if isinstance(value, DurableError):  # throw_on_error=False hands errors back
+            return value
+        return decode_result(function, value, where=f"child workflow {name!r}")
+
+    return decode
 
 
 def _with_id(ctx: ReplayContext, spec: dict[str, Any], seq: int) -> dict[str, Any]:

@@ -1,18 +1,21 @@
-"""Deterministic helpers: ``random``, ``get_context``, ``did_interrupt``, ``all``,
-``is_side_effect_allowed``."""
+"""Deterministic helpers: ``random``, ``now``, ``uuid4``, ``get_context``, ``did_interrupt``,
+``all``, ``is_side_effect_allowed``."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import uuid
 from collections.abc import Awaitable
+from datetime import UTC, datetime
 from typing import Any
 
-from ..engine import current_context, deterministic_random
+from ..engine import WorkflowInfo, current_context, deterministic_random
 from ..errors import did_interrupt
 from ._immediate import Immediate
 
 __all__ = ["WorkflowContextView", "all_", "did_interrupt", "get_context",
-           "is_side_effect_allowed", "random"]
+           "is_side_effect_allowed", "now", "random", "uuid4"]
 
 
 class WorkflowContextView(dict[str, Any]):
@@ -32,6 +35,39 @@ def random() -> float:
     """
     value, _ = current_context().record_now("random", "", deterministic_random)
     return float(value)
+
+
+def now() -> datetime:
+    """The current time, as a timezone-aware UTC ``datetime``. Takes a position.
+
+    First run: the worker's clock when the workflow reaches this position, recorded in history.
+    Replay: the recorded time, identical to the microsecond.
+    """
+    value, _ = current_context().record_now(
+        "now", "", lambda _seq: datetime.now(UTC).isoformat())
+    return datetime.fromisoformat(str(value)).astimezone(UTC)
+
+
+def uuid4() -> uuid.UUID:
+    """A random-looking version-4 ``uuid.UUID`` of this run and position. Takes a position.
+
+    First run: derived from the run (namespace, workflow id, run id), the thread and the
+    position, and recorded in history; another run of the same workflow id gets other values.
+    Replay: the recorded value.
+    """
+    ctx = current_context()
+    value, _ = ctx.record_now("uuid4", "", lambda seq: str(_run_uuid(ctx.info, seq)))
+    return uuid.UUID(str(value))
+
+
+def _run_uuid(info: WorkflowInfo, seq: int) -> uuid.UUID:
+    if not info.run_id:
+        # Without a run id nothing tells two runs of one workflow id apart; a fresh random
+        # value is as good, since history keeps it for every replay.
+        return uuid.uuid4()
+    key = "\x00".join((info.namespace, info.workflow_id, info.run_id, info.workflow_dimension,
+                       str(seq)))
+    return uuid.UUID(bytes=hashlib.sha256(key.encode()).digest()[:16], version=4)
 
 
 def get_context() -> WorkflowContextView:

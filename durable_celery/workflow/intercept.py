@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any
 
 from ..interceptors import ActivityInterceptor
-from ..serialization import json_roundtrip
+from ..payloads import encode
 from .control import get_context
 
 __all__ = ["EagerCall", "intercepted_activity"]
@@ -73,8 +73,7 @@ def intercepted_activity(interceptors: list[ActivityInterceptor], name: str, arg
     workflow_ctx = get_context()
 
     async def innermost() -> Any:
-        final_args = json_roundtrip(list(activity_ctx["args"]),
-                                    where=f"arguments of activity {name!r}")
+        final_args = encode(list(activity_ctx["args"]), where=f"arguments of activity {name!r}")
         return await schedule(name, final_args, activity_ctx["options"])
 
     chain: Callable[[], Awaitable[Any]] = innermost

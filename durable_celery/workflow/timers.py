@@ -17,8 +17,10 @@ def sleep_for(duration: str | int | float) -> DurableCall:
     Args:
         duration: Seconds, or text such as ``"30s"``, ``"5 minutes"``, ``"2h"``, ``"7d"``.
 
+    ``await asyncio.sleep(seconds)`` inside a workflow is the same durable timer.
+
     Raises:
-        InvalidArgumentError: ``duration`` is malformed (a ``ValueError``).
+        InvalidArgumentError: ``duration`` is malformed, negative or longer than 100 years
+            (a ``ValueError``).
     """
-    seconds = parse_duration(duration, what="sleep_for duration")
-    return current_context().schedule("sleep", "", {"seconds": seconds})
+    return current_context().sleep(parse_duration(duration, what="sleep_for duration"))

@@ -72,7 +72,7 @@ def test_retry_from_failed_step_end_to_end(client, durable, make_user, uid):
     wait_status(handle, "failed")
     assert count(f"{key}-first") == 1 and count(f"{key}-runs") == 1
     failed = handle.describe()["error"]
-    assert failed["type"] == "DurableMaxedError" and "broken" in failed["message"]
+    assert failed["class"] == "DurableMaxedError" and "broken" in failed["message"]
 
     bump(f"{key}-fixed")  # the fix is deployed
     client.force_login(make_user(operate=True))
@@ -88,7 +88,7 @@ def test_retry_from_failed_step_end_to_end(client, durable, make_user, uid):
     assert main == [(1, "counted", "completed"), (2, "admin_fixable", "completed")]
     operator = [r for r in history if r["kind"] == "operator"]
     assert [(r["name"], r["input"]["mode"]) for r in operator] == [("retry", "activity")]
-    assert operator[0]["input"]["previous_error"]["type"] == "DurableMaxedError"
+    assert operator[0]["input"]["previous_error"]["class"] == "DurableMaxedError"
 
 
 def test_rerun_one_failed_activity(client, durable, make_user, uid):

@@ -77,16 +77,21 @@ def test_non_json_signal_refused(client, uid):
         client.signal(f"sig-{uid}", {1, 2})
 
 
-def test_changed_history_raises_non_determinism_naming_position(client, uid):
+def test_changed_history_raises_non_determinism_naming_position(client, uid, start_worker):
     from durable_celery.models import HistoryEvent
 
-    handle = client.start(wf.approval, uid, workflow_id=f"nondet-{uid}")
+    queue = f"nondet-{uid}"
+    worker = start_worker([queue, f"{queue}-activity"])
+    handle = client.start(wf.approval, uid, workflow_id=f"nondet-{uid}", task_queue=queue)
     wait_until(lambda: history_rows(handle) == [
         (1, "activity", "greet", "completed"), (2, "wait", f"approval-{uid}", "scheduled")],
         what="the approval wait")
-    # the code "changed": history now says position 1 called another activity
+    # a deploy: the worker stops (its runs in memory with it) and the code "changed" — history
+    # now says position 1 called another activity than the code calls
+    worker.stop()
     assert HistoryEvent.objects.filter(execution__workflow_id=handle.workflow_id, seq=1) \
         .update(name="greet_v1") == 1
+    start_worker([queue, f"{queue}-activity"])
     assert client.signal(f"approval-{uid}", {"approved": True}) == 1
     with pytest.raises(NonDeterminismError) as info:
         handle.result(timeout=30)
@@ -106,8 +111,10 @@ def test_changed_call_kind_raises_non_determinism(client, uid):
         kind="sleep", name="", status="completed", result=1.0, observed_step=None)
     WorkflowExecution.objects.filter(workflow_id=handle.workflow_id).update(step_requested=True)
     from durable_celery.store.steps import run_replay_step
+    from durable_celery.transport.worker import current_worker_id
 
-    run_replay_step(WorkflowExecution.objects.get(workflow_id=handle.workflow_id).pk)
+    run_replay_step(WorkflowExecution.objects.get(workflow_id=handle.workflow_id).pk,
+                    current_worker_id())
     with pytest.raises(NonDeterminismError) as info:
         handle.result(timeout=30)
     assert "position 2" in info.value.message
@@ -152,10 +159,16 @@ def test_non_json_activity_result_fails_workflow_clearly(client, uid):
     assert (row["status"], row["attempts"]) == ("failed", 1)
 
 
-def test_real_asyncio_sleep_in_workflow_fails_clearly(client, uid):
+def test_asyncio_sleep_in_workflow_is_a_durable_timer(client, uid):
+    handle = client.start(wf.real_sleeper, workflow_id=f"realsleep-{uid}")
+    assert handle.result(timeout=30) == "slept for real"
+    assert [(h["kind"], h["input"]) for h in handle.history()] == [("sleep", {"seconds": 0.1})]
+
+
+def test_real_time_timeout_in_workflow_fails_clearly(client, uid):
     from durable_celery import WorkflowSandboxError
 
-    handle = client.start(wf.real_sleeper, workflow_id=f"realsleep-{uid}")
+    handle = client.start(wf.real_timeout, workflow_id=f"realtimeout-{uid}")
     with pytest.raises(WorkflowSandboxError) as info:
         handle.result(timeout=30)
-    assert "sleep_for" in info.value.message
+    assert "asyncio.wait_for" in info.value.message and "sleep_for" in info.value.message

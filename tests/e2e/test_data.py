@@ -177,24 +177,35 @@ def test_emit_once_reaches_a_subscriber_once_per_workflow(client, uid):
 
 
 @pytest.mark.transport
-def test_emit_every_replay_and_topic_patterns(client, uid):
+def test_emit_once_false_acts_each_time_the_code_runs(client, uid, start_worker):
+    """``once=False`` publishes whenever the code reaching it runs: once for a run kept in
+    memory from start to end, once per step for a run rebuilt from history at every step (a
+    worker without the cache). Topic patterns match as AMQP topics do."""
     import queue
 
     from durable_celery.models import WorkflowExecution
 
     topic = f"progress.{uid}"
+    no_cache = f"nocache-{uid}"
+    start_worker([no_cache, f"{no_cache}-activity"], env={"DURABLE_WORKFLOW_CACHE_SIZE": "0"})
     with client.subscribe("progress.#") as everything, client.subscribe(topic) as exact:
-        handle = client.start(dw.progress_reporter, topic, uid, 3, workflow_id=f"prog-{uid}")
-        assert handle.result(timeout=30) == 3
-        steps = WorkflowExecution.objects.get(workflow_id=f"prog-{uid}").step_count
+        kept = client.start(dw.progress_reporter, topic, uid, 3, workflow_id=f"prog-{uid}")
+        assert kept.result(timeout=30) == 3
+        assert exact.get(timeout=10) == (topic, {"key": uid})
+        with pytest.raises(queue.Empty):
+            exact.get(timeout=1)
+        rebuilt = client.start(dw.progress_reporter, topic, uid, 3, workflow_id=f"prog2-{uid}",
+                               task_queue=no_cache)
+        assert rebuilt.result(timeout=30) == 3
+        steps = WorkflowExecution.objects.get(workflow_id=f"prog2-{uid}").step_count
         assert steps == 4
         events = [exact.get(timeout=10) for _ in range(steps)]
         assert events == [(topic, {"key": uid})] * steps
         with pytest.raises(queue.Empty):
             exact.get(timeout=1)
-        seen = [everything.get_event(timeout=10) for _ in range(steps)]
-        assert {e["workflow_id"] for e in seen} == {f"prog-{uid}"}
-    assert "emit" not in [kind for kind, _ in _kinds(handle)]  # once=False takes no position
+        seen = [everything.get_event(timeout=10) for _ in range(1 + steps)]
+        assert sorted(e["workflow_id"] for e in seen) == [f"prog-{uid}"] + [f"prog2-{uid}"] * 4
+    assert "emit" not in [kind for kind, _ in _kinds(kept)]  # once=False takes no position
 
 
 def test_subscription_timeout_is_clear(client):
@@ -230,7 +241,8 @@ def test_trace_records_one_span_per_call(client, uid):
     assert start["attributes"]["durable.workflow_id"] == f"trace-{uid}"
     assert start["attributes"]["tags"] == ["a", "b"]
     assert end["attributes"]["n"] == 2 and json.loads(end["attributes"]["nested"]) == {"x": 1}
-    assert len(by_stage["every-replay"]) == 3  # once=False: one span per replay step
+    # once=False: a span each time the code runs; this run stayed in memory from start to end
+    assert len(by_stage["every-replay"]) == 1
     assert [k for k, _ in _kinds(handle)] == ["trace", "activity", "activity", "trace"]
 
 

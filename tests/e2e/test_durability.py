@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from django.utils import timezone
 
 from tests.e2e import workflows as wf
 from tests.e2e.helpers import capture_publishes, history_rows, wait_until
@@ -51,23 +52,25 @@ def test_worker_killed_during_activity(client, uid, start_worker):
 
 
 def test_duplicate_activity_result_changes_nothing(client, uid):
-    from durable_celery.store.activities import record_activity_result
-    from durable_celery.store.steps import run_replay_step
-    from durable_celery.transport.activities import run_activity_attempt
+    from durable_celery.store.steps import record_activity_outcome, run_replay_step
+    from durable_celery.transport.activities import run_delivered_attempt
+    from durable_celery.transport.worker import current_worker_id
 
     queue = f"idle-{uid}"  # no worker consumes it: this test drives every step itself
     handle = client.start(wf.sequence, 2, workflow_id=f"dup-{uid}", task_queue=queue)
     pk = _execution(handle.workflow_id).pk
+    me = current_worker_id()
     with capture_publishes(send=False) as sent:
-        run_replay_step(pk)
+        assert run_replay_step(pk, me) == []  # this process consumes no queue: nothing eager
         assert [(t, q) for t, q, _ in sent] == [(RUN_ACTIVITY, f"{queue}-activity")]
         first = sent[0][2][0]
-        assert record_activity_result(first, None, "delivery-1") is True
+        assert run_delivered_attempt(first, "delivery-1")["outcome"] == "completed"
         assert [t for t, _, _ in sent] == [RUN_ACTIVITY, RUN_ACTIVITY]
         history_after_first = handle.history()
-        assert record_activity_result(first, None, "delivery-2") is False
-        assert run_activity_attempt(first, "delivery-3") == "skipped"
-        run_replay_step(pk)
+        # the same outcome recorded again, and the same message delivered again: nothing changes
+        assert record_activity_outcome(first, holder=None, stepper=me, result=None) == []
+        assert run_delivered_attempt(first, "delivery-2")["outcome"] == "skipped"
+        assert run_replay_step(pk, me) == []
         assert [t for t, _, _ in sent] == [RUN_ACTIVITY, RUN_ACTIVITY]
         assert handle.history() == history_after_first
         assert history_rows(handle) == [(1, "activity", "noop", "completed"),
@@ -75,8 +78,8 @@ def test_duplicate_activity_result_changes_nothing(client, uid):
         assert handle.history()[0]["celery_task_id"] == "delivery-1"
         second = sent[1][2][0]
         assert second["event"] != first["event"]
-        assert run_activity_attempt(second, "delivery-4") == "completed"
-        assert run_activity_attempt(second, "delivery-5") == "skipped"
+        assert run_delivered_attempt(second, "delivery-4")["outcome"] == "completed"
+        assert run_delivered_attempt(second, "delivery-5")["outcome"] == "skipped"
     assert handle.result(timeout=10) == 2
     assert [t for t, _, _ in sent] == [RUN_ACTIVITY, RUN_ACTIVITY]
     assert history_rows(handle) == [(1, "activity", "noop", "completed"),
@@ -87,13 +90,14 @@ def test_duplicate_activity_result_changes_nothing(client, uid):
 def test_duplicate_activity_message_via_transport(client, uid, start_worker):
     from durable_celery.store.steps import run_replay_step
     from durable_celery.transport.publish import publish
+    from durable_celery.transport.worker import current_worker_id
 
     queue = f"dupt-{uid}"
     handle = client.start(wf.crash_survivor_fast, uid, 0.1, workflow_id=f"dupt-{uid}",
                           task_queue=queue)
     pk = _execution(handle.workflow_id).pk
     with capture_publishes(send=False) as sent:
-        run_replay_step(pk)
+        run_replay_step(pk, current_worker_id())
     ((task, activity_queue, args),) = sent
     publish(task, activity_queue, args)
     publish(task, activity_queue, args)  # the same attempt delivered twice
@@ -106,28 +110,32 @@ def test_duplicate_activity_message_via_transport(client, uid, start_worker):
 
 
 def test_concurrent_replay_steps_of_one_execution(client, uid):
+    """Four processes' worth of steps at once: one claims the step, the others leave it."""
     from django.db import connection
 
+    from durable_celery.models import Worker
     from durable_celery.store.steps import run_replay_step
 
     queue = f"idle-{uid}"
     names = [f"c{i}" for i in range(5)]
     handle = client.start(wf.parallel_fetch, names, workflow_id=f"conc-{uid}", task_queue=queue)
     pk = _execution(handle.workflow_id).pk
+    stand_ins = [Worker.objects.create(name=f"t{i}@test", hostname="test", pid=i + 1,
+                                       heartbeat_at=timezone.now()).pk for i in range(4)]
     barrier = threading.Barrier(4)
     errors: list[BaseException] = []
 
-    def step() -> None:
+    def step(worker_id: int) -> None:
         try:
             barrier.wait()
-            run_replay_step(pk)
+            run_replay_step(pk, worker_id)
         except BaseException as error:  # noqa: BLE001 - reported below
             errors.append(error)
         finally:
             connection.close()
 
     with capture_publishes(send=False) as sent:
-        threads = [threading.Thread(target=step) for _ in range(4)]
+        threads = [threading.Thread(target=step, args=(w,)) for w in stand_ins]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -138,49 +146,53 @@ def test_concurrent_replay_steps_of_one_execution(client, uid):
         {args[0]["event"] for _, _, args in sent})
     assert history_rows(handle) == [(i + 1, "activity", "greet", "scheduled") for i in range(5)]
     assert _execution(handle.workflow_id).step_count == 1
+    assert _execution(handle.workflow_id).step_claimed_by_id is None
     assert _outbox_rows_of(pk) == 0
 
 
 def test_concurrent_activity_results_then_steps(client, uid):
-    """Results recorded concurrently, each followed by a step: every call resolves once."""
+    """Results recorded concurrently by several processes: every call resolves once, and the
+    results coalesce into few steps (a result that finds the run being stepped leaves it to
+    that step, which looks for news after it)."""
     from django.db import connection
 
-    from durable_celery.store.activities import record_activity_result
-    from durable_celery.store.steps import run_replay_step
+    from durable_celery.models import Worker
+    from durable_celery.store.steps import record_activity_outcome, run_replay_step
 
     queue = f"idle-{uid}"
     names = [f"r{i}" for i in range(6)]
     handle = client.start(wf.parallel_fetch, names, workflow_id=f"conc2-{uid}", task_queue=queue)
     pk = _execution(handle.workflow_id).pk
+    stand_ins = [Worker.objects.create(name=f"t{i}@test", hostname="test", pid=i + 1,
+                                       heartbeat_at=timezone.now()).pk for i in range(6)]
     with capture_publishes(send=False) as sent:
-        run_replay_step(pk)
+        run_replay_step(pk, stand_ins[0])
         messages = [args[0] for _, _, args in sent]
         assert len(messages) == 6
         barrier = threading.Barrier(len(messages))
         errors: list[BaseException] = []
 
-        def deliver(message: dict) -> None:
+        def deliver(message: dict, worker_id: int) -> None:
             try:
                 barrier.wait()
-                record_activity_result(message, f"Hello, {message['args'][0]}!", None)
-                run_replay_step(pk)
+                record_activity_outcome(message, holder=None, stepper=worker_id,
+                                        result=f"Hello, {message['args'][0]}!")
             except BaseException as error:  # noqa: BLE001 - reported below
                 errors.append(error)
             finally:
                 connection.close()
 
-        threads = [threading.Thread(target=deliver, args=(m,)) for m in messages]
+        threads = [threading.Thread(target=deliver, args=(m, w))
+                   for m, w in zip(messages, stand_ins, strict=True)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(30)
         assert errors == []
-        run_replay_step(pk)
     assert handle.result(timeout=5) == [f"Hello, {n}!" for n in names]
-    # a result that found the execution busy asks for a step instead of stepping itself
-    assert all(t == REPLAY_STEP for t, _, _ in sent[6:])
-    assert [t for t, _, _ in sent[:6]] == [RUN_ACTIVITY] * 6
+    assert [t for t, _, _ in sent] == [RUN_ACTIVITY] * 6  # no step had to be asked for
     assert history_rows(handle) == [(i + 1, "activity", "greet", "completed") for i in range(6)]
+    assert _execution(handle.workflow_id).step_count <= 7
 
 
 def test_lost_outbox_message_is_resent_by_sweeper(client, uid):

@@ -39,9 +39,11 @@ def test_signal_from_client_and_from_workflow(client, uid):
     assert waiter.result(timeout=30) == [1, "two"]
 
 
-def test_routing_to_orders_and_payments_queues(client, uid):
-    handle = client.start(wf.order_payment, uid, workflow_id=f"t-pay-{uid}")
+def test_routing_to_orders_and_payments_queues(client, uid, start_worker):
+    queue = f"t-rt-{uid}"
+    start_worker([queue, f"{queue}-activity"], env={"DURABLE_EAGER_ACTIVITIES": "false"})
+    handle = client.start(wf.order_payment, uid, workflow_id=f"t-pay-{uid}", task_queue=queue)
     result = handle.result(timeout=30)
     assert (result["own"]["routing_key"], result["paid"]["routing_key"]) == (
-        "orders-activity", "payments-activity")
+        f"{queue}-activity", "payments-activity")
     assert count(f"{uid}-pay") == 1

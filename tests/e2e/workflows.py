@@ -396,5 +396,11 @@ async def non_json_activity_result() -> object:
 
 @durable_workflow
 async def real_sleeper() -> str:
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.1)  # a durable timer inside a workflow
     return "slept for real"
+
+
+@durable_workflow
+async def real_timeout() -> str:
+    future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    return await asyncio.wait_for(future, timeout=1)  # real time: refused

@@ -20,26 +20,31 @@ class WorkerProcess:
     Args:
         queues: Celery queues to consume.
         name: Node name (unique per worker).
-        concurrency: Prefork pool size.
+        concurrency: Pool size.
         log_dir: Where its log file goes.
+        env: Extra environment (e.g. ``DURABLE_*`` settings for this worker only).
+        pool: Celery pool (``prefork``, ``threads``, ``solo``).
     """
 
-    def __init__(self, queues: list[str], name: str, log_dir: str, concurrency: int = 2) -> None:
+    def __init__(self, queues: list[str], name: str, log_dir: str, concurrency: int = 2,
+                 env: dict[str, str] | None = None, pool: str = "prefork") -> None:
         self.queues = queues
         self.name = name
         self.concurrency = concurrency
+        self.env = dict(env or {})
+        self.pool = pool
         self.log_path = Path(log_dir) / f"worker-{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30) -> WorkerProcess:
         """Start the worker and wait until it consumes."""
-        env = dict(os.environ)
+        env = {**os.environ, **self.env}
         env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "django_app", "worker",
              "-Q", ",".join(self.queues), "-n", f"{self.name}@%h", "-c", str(self.concurrency),
-             "-P", "prefork", "-l", "info", "--without-gossip", "--without-mingle",
+             "-P", self.pool, "-l", "info", "--without-gossip", "--without-mingle",
              "--without-heartbeat"],
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout

@@ -42,11 +42,14 @@ class Sim:
     Args:
         function: The workflow function.
         args: Its arguments.
+        info_fields: ``WorkflowInfo`` fields other than the test defaults (e.g. ``run_id``).
     """
 
-    def __init__(self, function: Callable[..., Awaitable[Any]], args: Sequence[Any] = ()) -> None:
+    def __init__(self, function: Callable[..., Awaitable[Any]], args: Sequence[Any] = (),
+                 **info_fields: Any) -> None:
         self.function = function
         self.args = list(args)
+        self.info_fields = info_fields
         self.records: dict[int, HistoryRecord] = {}
         self.steps = 0
         self.outcomes: list[StepOutcome] = []
@@ -54,7 +57,7 @@ class Sim:
     def step(self) -> StepOutcome:
         """Run the next step, stamp the outcomes it saw, and record its new commands."""
         self.steps += 1
-        outcome = ReplayStep(self.function, self.args, info(),
+        outcome = ReplayStep(self.function, self.args, info(**self.info_fields),
                              sorted(self.records.values(), key=lambda r: r.seq)).run()
         for seq, rec in list(self.records.items()):
             if rec.resolved and rec.observed_step is None:

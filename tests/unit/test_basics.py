@@ -161,10 +161,12 @@ def _error_classes() -> list[type[DurableError]]:
 def test_error_from_dict_round_trip(cls: type[DurableError]) -> None:
     original = cls("it broke")
     data = original.to_dict()
-    assert data == {"type": cls.__name__, "message": "it broke", "code": cls.code}
+    assert data == {"class": cls.__name__, "type": cls.__name__, "message": "it broke",
+                    "code": cls.code}
     rebuilt = error_from_dict(data)
     assert type(rebuilt) is cls
-    assert (rebuilt.code, rebuilt.message) == (original.code, "it broke")
+    assert (rebuilt.code, rebuilt.message, rebuilt.type) == (original.code, "it broke",
+                                                             cls.__name__)
 
 
 def test_error_from_dict_of_unknown_types() -> None:

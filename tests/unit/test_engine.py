@@ -8,13 +8,15 @@ from typing import Any
 import pytest
 
 from durable_celery import RetryPolicy, workflow
-from durable_celery.engine import ReplayStep, StepStatus, describe_error, deterministic_random
+from durable_celery.engine import ReplayStep, StepStatus, deterministic_random
 from durable_celery.errors import (
     DurableFatalError,
     DurableMaxedError,
     DurableTimeoutError,
     NonDeterminismError,
     WorkflowSandboxError,
+    describe_error,
+    error_from_dict,
 )
 
 from .engine_sim import Sim, info, record, run_step
@@ -302,16 +304,47 @@ def test_hidden_suspension_still_records_the_commands() -> None:
     assert [c.name for c in outcome.commands] == ["slow"]
 
 
-def test_asyncio_sleep_with_a_delay_is_refused() -> None:
+def test_asyncio_sleep_is_a_durable_timer() -> None:
     async def flow() -> Any:
-        await asyncio.sleep(1)
-        return "slept"
+        return await asyncio.sleep(90, result="slept")
+
+    first = run_step(flow)
+    assert first.status == StepStatus.SUSPENDED
+    assert [(c.kind, c.input) for c in first.commands] == [("sleep", {"seconds": 90.0})]
+    done = run_step(flow, [record(1, "sleep", result=90.0)])
+    assert (done.status, done.result) == (StepStatus.COMPLETED, "slept")
+
+
+def test_asyncio_sleep_in_gather_branches_takes_positions_in_order() -> None:
+    async def flow() -> Any:
+        return await asyncio.gather(asyncio.sleep(1, "a"), asyncio.sleep(2, "b"))
+
+    first = run_step(flow)
+    assert [c.input["seconds"] for c in first.commands] == [1.0, 2.0]
+    done = run_step(flow, [record(1, "sleep", result=1.0), record(2, "sleep", result=2.0)])
+    assert done.result == ["a", "b"]
+
+
+def test_real_time_timers_other_than_sleep_are_refused() -> None:
+    async def flow() -> Any:
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        return await asyncio.wait_for(future, timeout=1)
 
     outcome = run_step(flow)
     assert outcome.status == StepStatus.FAILED
     assert isinstance(outcome.error, WorkflowSandboxError)
-    assert "sleep_for" in str(outcome.error)
+    assert "asyncio.sleep" in str(outcome.error) and "wait_for" in str(outcome.error)
     assert outcome.retryable is False
+
+
+@pytest.mark.parametrize("seconds", [float("inf"), 1e12])
+def test_asyncio_sleep_out_of_range_fails_clearly(seconds: float) -> None:
+    async def flow() -> Any:
+        await asyncio.sleep(seconds)
+
+    outcome = run_step(flow)
+    assert outcome.status == StepStatus.FAILED
+    assert "100 years" in str(outcome.error)
 
 
 def test_asyncio_sleep_zero_is_allowed() -> None:
@@ -507,8 +540,49 @@ def test_interceptors_wrap_every_run_outermost_first() -> None:
 
 def test_describe_error_keeps_durable_classes_and_codes() -> None:
     assert describe_error(DurableMaxedError("m")) == {
-        "type": "DurableMaxedError", "message": "m", "code": 597}
-    assert describe_error(KeyError("k")) == {"type": "KeyError", "message": "'k'", "code": None}
+        "class": "DurableMaxedError", "type": "DurableMaxedError", "message": "m", "code": 597}
+    assert describe_error(KeyError("k")) == {
+        "class": "DurableRetryError", "type": "KeyError", "message": "'k'", "code": 599}
+
+
+def _raise_key_error() -> None:
+    {}["o-99"]
+
+
+def test_describe_error_keeps_the_origin_and_traceback() -> None:
+    try:
+        _raise_key_error()
+    except KeyError as error:
+        stored = describe_error(error)
+    assert (stored["type"], stored["message"], stored["class"]) == ("KeyError", "'o-99'",
+                                                                   "DurableRetryError")
+    assert "_raise_key_error" in stored["traceback"] and "KeyError" in stored["traceback"]
+    rebuilt = error_from_dict(stored)
+    assert (rebuilt.type, rebuilt.message, rebuilt.code) == ("KeyError", "'o-99'", 599)
+    assert "_raise_key_error" in (rebuilt.traceback or "")
+
+
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no str for you")
+
+
+class _Unrepresentable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+def test_describe_error_survives_exceptions_that_cannot_be_printed() -> None:
+    assert describe_error(_Unprintable("x"))["message"] == "_Unprintable('x')"
+    assert describe_error(_Unrepresentable("x"))["message"] == "_Unrepresentable"
+
+
+def test_describe_error_removes_nul_and_bounds_length() -> None:
+    stored = describe_error(ValueError("a\x00b" + "z" * 20_000))
+    assert "\x00" not in stored["message"] and len(stored["message"]) < 10_100
 
 
 def test_signal_and_wait_check_their_arguments() -> None:

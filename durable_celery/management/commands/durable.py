@@ -1,8 +1,9 @@
 """``manage.py durable``: inspect and operate workflows from the shell.
 
 Subcommands: ``list``, ``describe ID``, ``history ID``, ``signal SIGNAL_ID JSON``,
-``interrupt ID [--descend]``, ``retry ID``, ``start NAME ARGS_JSON [--id] [--queue]``. Each takes
-``--json`` and ``--namespace``. Reading never changes state; errors exit non-zero.
+``interrupt ID [--descend]``, ``retry ID``, ``start NAME ARGS_JSON [--id] [--queue]``,
+``schedule list|describe|pause|unpause|trigger|delete [SCHEDULE_ID] [--note]``. Each takes
+``--json`` and ``--namespace``. Reading never changes state; errors exit 1 (usage errors 2).
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from ...store.executions import describe_execution, get_execution, history_of
 
 __all__ = ["Command"]
 
+SCHEDULE_ACTIONS = ("list", "describe", "pause", "unpause", "trigger", "delete")
+SCHEDULE_COLUMNS = ("schedule_id", "workflow_name", "timing", "overlap", "paused", "next_run",
+                    "last_run", "runs_started")
 LIST_COLUMNS = ("workflow_id", "workflow_name", "status", "task_queue", "created_at")
 HISTORY_COLUMNS = ("seq", "dimension", "kind", "name", "status", "attempts")
 
@@ -74,6 +78,10 @@ class Command(BaseCommand):
                        help="JSON list of arguments")
         p.add_argument("--id", dest="workflow_id", default=None)
         p.add_argument("--queue", dest="task_queue", default=None)
+        p = add("schedule", "list, describe, pause, unpause, trigger or delete schedules")
+        p.add_argument("action", choices=SCHEDULE_ACTIONS)
+        p.add_argument("schedule_id", nargs="?", default=None, metavar="SCHEDULE_ID")
+        p.add_argument("--note", default=None, help="why (pause, unpause)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         """Run the subcommand; durable errors become ``CommandError`` (exit code 1)."""
@@ -161,6 +169,39 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from None
         self._emit({"workflow_id": handle.workflow_id, "namespace": handle.namespace},
                    f"started {handle.workflow_id}")
+
+
+    def do_schedule(self, options: dict[str, Any]) -> None:
+        """List schedules, or act on the one named (recorded with the shell user)."""
+        from ...store import schedule_ops
+
+        action, schedule_id = options["action"], options["schedule_id"]
+        if action == "list":
+            rows = schedule_ops.list_schedules(self.namespace)
+            self._emit(rows, _table(SCHEDULE_COLUMNS, rows))
+            return
+        if not schedule_id:
+            raise CommandError(f"schedule {action} needs a SCHEDULE_ID")
+        if action == "describe":
+            info = schedule_ops.describe_schedule(self.namespace, schedule_id)
+            self._emit(info, "\n".join(f"{key:<18} {_text(value)}" for key, value in info.items()
+                                       if key != "log"))
+        elif action in ("pause", "unpause"):
+            paused = action == "pause"
+            changed = schedule_ops.set_paused(self.namespace, schedule_id, paused,
+                                              user=_operator(), note=options["note"])
+            self._emit({"schedule_id": schedule_id, "paused": paused, "changed": changed},
+                       f"schedule {schedule_id} {action}d" if changed
+                       else f"schedule {schedule_id} was already {action}d")
+        elif action == "trigger":
+            workflow_id = schedule_ops.trigger_schedule(self.namespace, schedule_id,
+                                                        user=_operator())
+            self._emit({"schedule_id": schedule_id, "workflow_id": workflow_id},
+                       f"schedule {schedule_id} triggered: {workflow_id}")
+        else:
+            schedule_ops.delete_schedule(self.namespace, schedule_id, user=_operator())
+            self._emit({"schedule_id": schedule_id, "deleted": True},
+                       f"schedule {schedule_id} deleted")
 
 
 def _import_workflow_modules() -> None:

@@ -61,7 +61,7 @@ class Command(BaseCommand):
         from celery.contrib.testing.worker import start_worker
 
         from durable_celery import DurableClient, demo
-        from durable_celery.transport.sweeper import start_sweeper
+        from durable_celery.transport.worker import start_worker_runtime, stop_worker_runtime
 
         app = current_app._get_current_object()  # type: ignore[attr-defined]
         external = self._external_parts(app)
@@ -84,7 +84,7 @@ class Command(BaseCommand):
                           f"{self._database_name()}")
         with start_worker(app, pool="threads", concurrency=4, perform_ping_check=False,
                           queues=demo.DEMO_QUEUES, loglevel="WARNING", shutdown_timeout=30):
-            sweeper = start_sweeper()
+            start_worker_runtime()  # heartbeats, due timers, recovery: what a worker runs
             client = DurableClient(namespace=demo.DEMO_NAMESPACE)
             started = time.monotonic()
             handle = client.start(demo.order_flow, order_id, "sku-42", 2, 19.99,
@@ -94,8 +94,7 @@ class Command(BaseCommand):
             try:
                 result = self._narrate(client, handle, started, options["timeout"])
             finally:
-                if sweeper is not None:
-                    sweeper.stop()
+                stop_worker_runtime()
             self.stdout.write(self.style.SUCCESS("result: " + json.dumps(result, indent=2)))
             self.stdout.write(
                 "\nSee it in the admin:\n"

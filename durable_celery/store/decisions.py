@@ -1,0 +1,265 @@
+"""Recording what a replay step decided: one transaction, checked against the run's version.
+
+The first statement of the transaction checks that the run is still at the version the decision
+was made from (and, on the general path, that this process still holds the step claim) and
+releases the claim; then the outcomes the step saw are marked, the new calls recorded and acted
+on, and the run's own outcome — completed, failed, retried, interrupted — written through
+:func:`~durable_celery.store.finish.finish_execution`. A decision that lost its race raises
+:class:`StepLost` and writes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from ..conf import durable_setting
+from ..engine import HistoryRecord, StepOutcome, StepStatus, WorkflowRun
+from ..engine.retry import AttemptFailure, FailureKind, decide_retry
+from ..errors import DurableFatalError, describe_error, safe_str
+from ..models import (
+    ACTIVE_STATUSES,
+    ExecutionStatus,
+    HistoryEvent,
+    TimerKind,
+    WorkflowExecution,
+    WorkflowThread,
+)
+from ..retry import RetryPolicy, exception_type_names
+from .commands import EagerPolicy, record_commands
+from .composition import fail_hook_waiters
+from .dispatch import activity_message, dispatch_attempt
+from .effects import StepEffects
+from .executions import interrupt_execution
+from .finish import FINISHED_FIELDS, finish_execution
+from .outbox import OutboxBatch
+from .signals import lock_signal_ids
+
+__all__ = ["Decision", "Due", "StepLost", "count_step_failure", "record_decision"]
+
+logger = logging.getLogger(__name__)
+
+
+class StepLost(Exception):
+    """The decision was not recorded: another step got there first, or the run ended."""
+
+
+@dataclass
+class Due:
+    """A thread that steps now: its run object and the outcomes to hand it.
+
+    ``run`` is ``None`` when the thread's workflow is not registered in this process (the
+    outcome is then that failure); ``new_records`` is ``None`` when the run starts from its
+    history rather than resuming in memory.
+    """
+
+    thread: WorkflowThread | None
+    run: WorkflowRun | None
+    new_records: list[HistoryRecord] | None
+
+    @property
+    def dimension(self) -> str:
+        return "" if self.thread is None else self.thread.dimension
+
+
+@dataclass
+class Decision:
+    """What one step decided, before it is recorded.
+
+    Attributes:
+        kept: Runs in memory that did not step (other threads), kept with the new version.
+    """
+
+    step: int
+    version: int
+    effects: StepEffects
+    outcomes: list[tuple[Due, StepOutcome]]
+    kept: dict[str, WorkflowRun] = field(default_factory=dict)
+    delivered: list[int] = field(default_factory=list)
+    local_attempts: list[HistoryEvent] = field(default_factory=list)
+
+
+def record_decision(execution: WorkflowExecution, decision: Decision, eager: EagerPolicy, *,
+            claimed_by: int | None,
+            settle: tuple[int, int, Any, dict[str, Any] | None, int | None] | None = None,
+            also: Callable[[], None] | None = None) -> list[dict[str, Any]]:
+    """Write ``decision`` in one transaction; raise :class:`StepLost` if it lost a race.
+
+    Args:
+        claimed_by: The process holding the step claim (general path), or ``None`` for the
+            sequential path, which requires that nobody holds it.
+        settle: ``(event pk, attempt, result, error, worker id)``: an activity outcome recorded
+            in the same transaction (sequential path).
+    """
+    effects = decision.effects
+    now = effects.now
+    fields = _execution_fields(execution, decision)
+    with transaction.atomic():
+        if settle is not None:
+            event_pk, attempt, result, error, worker_id = settle
+            if not HistoryEvent.objects.settle(event_pk, result=result, error=error, now=now,
+                                               attempt=attempt, worker_id=worker_id,
+                                               observed_step=decision.step):
+                raise StepLost("the activity outcome was recorded by someone else")
+            if also is not None:
+                also()
+        current = WorkflowExecution.objects.filter(
+            pk=execution.pk, step_count=decision.version, status__in=ACTIVE_STATUSES,
+            step_claimed_by_id=claimed_by)
+        if not current.update(**fields):
+            raise StepLost("another step recorded a decision first, or the run ended")
+        for name, value in fields.items():
+            setattr(execution, name, value)
+        if decision.delivered:
+            HistoryEvent.objects.filter(pk__in=decision.delivered,
+                                        observed_step__isnull=True).update(
+                observed_step=decision.step)
+        attempts = _record_outcomes(execution, decision, eager)
+        effects.batch.commit()
+    return attempts
+
+
+def _execution_fields(execution: WorkflowExecution, decision: Decision) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "step_count": decision.step, "step_claimed_by": None, "step_claimed_until": None,
+        "step_requested": False, "updated_at": decision.effects.now,
+        "status": ExecutionStatus.RUNNING, "step_failures": 0,
+    }
+    if decision.effects.document_changed:
+        fields["document"] = execution.document
+    return fields
+
+
+def _record_outcomes(execution: WorkflowExecution, decision: Decision,
+                     eager: EagerPolicy) -> list[dict[str, Any]]:
+    effects = decision.effects
+    signal_ids = [c.name for _, outcome in decision.outcomes for c in outcome.commands
+                  if c.kind in ("wait", "signal")]
+    if signal_ids:
+        lock_signal_ids(execution.namespace, signal_ids)
+    attempts: list[dict[str, Any]] = []
+    for _, outcome in decision.outcomes:
+        attempts += record_commands(execution, outcome.commands, decision.step, effects, eager)
+    for event in decision.local_attempts:
+        if eager.worker_id is not None:
+            dispatch_attempt(execution, event, effects.now, effects.batch,
+                             claim_for=eager.worker_id, celery_task_id=eager.task_id)
+            attempts.append(activity_message(execution, event))
+    effects.apply()
+    main: StepOutcome | None = None
+    for item, outcome in decision.outcomes:
+        if item.thread is None:
+            main = outcome
+        else:
+            _record_thread_outcome(execution, item.thread, outcome, effects)
+    _record_main_outcome(execution, main, effects)
+    return attempts if execution.is_active else []  # an ended run's open calls were cancelled
+
+
+def _failure(error: BaseException) -> AttemptFailure:
+    return AttemptFailure(FailureKind.RAISED, describe_error(error), exception_type_names(error))
+
+
+def _record_main_outcome(execution: WorkflowExecution, outcome: StepOutcome | None,
+                         effects: StepEffects) -> None:
+    now = effects.now
+    if outcome is not None and outcome.status == StepStatus.COMPLETED:
+        finish_execution(execution, ExecutionStatus.COMPLETED, now=now, batch=effects.batch,
+                         result=outcome.result)
+    elif outcome is not None and outcome.status == StepStatus.FAILED:
+        assert outcome.error is not None
+        error = describe_error(outcome.error)
+        if outcome.retryable:
+            policy = RetryPolicy.from_dict(execution.retry_policy)
+            verdict = decide_retry(policy, execution.attempt, _failure(outcome.error))
+            if verdict.retry:
+                execution.attempt += 1
+                execution.error = verdict.error
+                execution.save(update_fields=["attempt", "error"])
+                effects.add_timer(None, TimerKind.WORKFLOW_RETRY, verdict.delay)
+                effects.apply()
+                logger.warning("durable_celery: workflow %s failed (%s: %s); retry %d in %.1fs",
+                               execution.workflow_id, error.get("type"), error.get("message"),
+                               execution.attempt - 1, verdict.delay)
+                return
+            error = verdict.error
+        logger.warning("durable_celery: workflow %s failed: %s: %s\n%s", execution.workflow_id,
+                       error.get("type"), error.get("message"), error.get("traceback", ""))
+        finish_execution(execution, ExecutionStatus.FAILED, now=now, batch=effects.batch,
+                         error=error)
+    elif effects.interrupt_self is not None:
+        reason, descend = effects.interrupt_self
+        children = list(WorkflowExecution.objects.filter(
+            namespace=execution.namespace, parent_workflow_id=execution.workflow_id,
+            status__in=ACTIVE_STATUSES).values_list("workflow_id", flat=True)) if descend else []
+        finish_execution(execution, ExecutionStatus.INTERRUPTED, now=now, batch=effects.batch,
+                         error={"class": "DurableInterruptedError",
+                                "type": "DurableInterruptedError",
+                                "message": reason or "workflow interrupted", "code": 410})
+        for child in children:
+            interrupt_execution(execution.namespace, child, reason, True, batch=effects.batch)
+    else:
+        return
+    execution.save(update_fields=FINISHED_FIELDS)
+
+
+def _record_thread_outcome(execution: WorkflowExecution, thread: WorkflowThread,
+                           outcome: StepOutcome, effects: StepEffects) -> None:
+    """How a hook thread's step ended: done, retried on a stored timer, or failed for good —
+    then an ``exec_hook`` waiting for its answer receives the failure instead of waiting."""
+    thread.step_requested = False
+    if outcome.status == StepStatus.COMPLETED:
+        thread.status = ExecutionStatus.COMPLETED
+        thread.completed_at = effects.now
+    elif outcome.status == StepStatus.FAILED:
+        assert outcome.error is not None
+        error = describe_error(outcome.error)
+        verdict = decide_retry(RetryPolicy.from_dict(thread.retry_policy), thread.attempt,
+                               _failure(outcome.error)) if outcome.retryable else None
+        if verdict is not None and verdict.retry:
+            effects.add_timer(None, TimerKind.HOOK_RETRY, verdict.delay, thread_id=thread.pk)
+            thread.attempt += 1
+            thread.error = verdict.error
+        else:
+            error = verdict.error if verdict is not None else error
+            thread.status = ExecutionStatus.FAILED
+            thread.error = error
+            thread.completed_at = effects.now
+            fail_hook_waiters(execution, thread, error, effects)
+            logger.warning("durable_celery: hook %s [%s] of workflow %s failed: %s",
+                           thread.workflow_name, thread.dimension, execution.workflow_id,
+                           error.get("message"))
+    thread.save()
+    effects.apply()
+
+
+def count_step_failure(execution_pk: int, worker_id: int, error: BaseException) -> None:
+    """A decision that could not be recorded: count it; past the bound the run fails with it."""
+    logger.exception("durable_celery: could not record a step of run %s", execution_pk,
+                     exc_info=error)
+    limit = int(durable_setting("DURABLE_MAX_STEP_FAILURES"))
+    with transaction.atomic():
+        execution = WorkflowExecution.objects.lock(execution_pk)
+        if execution is None or not execution.is_active:
+            return
+        execution.step_failures += 1
+        execution.step_claimed_by = None
+        execution.step_claimed_until = None
+        if execution.step_failures < limit:
+            execution.save(update_fields=["step_failures", "step_claimed_by",
+                                          "step_claimed_until"])
+            return
+        batch = OutboxBatch()
+        stored = DurableFatalError(
+            f"the decision of a replay step could not be recorded {execution.step_failures} "
+            f"times in a row; last error: {type(error).__name__}: {safe_str(error)}",
+            type=type(error).__name__).to_dict()
+        finish_execution(execution, ExecutionStatus.FAILED, now=timezone.now(), batch=batch,
+                         error=stored)
+        execution.save(update_fields=[*FINISHED_FIELDS, "step_failures"])
+        batch.commit()

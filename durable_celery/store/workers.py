@@ -1,0 +1,111 @@
+"""The worker registry: which processes are alive, what they consume, what they hold.
+
+Every process that claims work (a Celery worker's main process, each of its pool processes, an
+embedded worker) has a :class:`~durable_celery.models.Worker` row. The main process heartbeats
+for itself and its live pool processes, and marks the pool processes it no longer has as
+stopped; a row whose heartbeat is older than ``DURABLE_WORKER_STALE_AFTER`` or that is stopped
+is dead, and the sweeper of any live worker re-drives what it held.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from ..conf import durable_setting
+from ..models import HistoryEvent, HistoryStatus, Worker, WorkflowExecution
+
+__all__ = [
+    "beat",
+    "dead_worker_ids",
+    "is_alive",
+    "live_workers",
+    "mark_stopped",
+    "prune_workers",
+    "queue_consumers",
+    "register_process",
+    "stale_before",
+]
+
+
+def stale_before(now: datetime) -> datetime:
+    """Heartbeats older than this belong to dead processes."""
+    return now - timedelta(seconds=float(durable_setting("DURABLE_WORKER_STALE_AFTER")))
+
+
+def register_process(*, name: str, hostname: str, pid: int, queues: Iterable[str], pool: str,
+                     version: str, parent_id: int | None = None) -> int:
+    """Add this process to the registry and return its row id."""
+    return Worker.objects.create(
+        name=name[:255], hostname=hostname[:255], pid=pid, queues=sorted(set(queues)),
+        pool=pool[:32], version=version[:32], parent_id=parent_id,
+        heartbeat_at=timezone.now()).pk
+
+
+def beat(main_id: int, live_pids: Iterable[int], listed_at: datetime) -> None:
+    """Heartbeat of a worker: its main process and the pool processes listed alive.
+
+    Pool processes of this worker that were registered before ``listed_at`` and are not among
+    ``live_pids`` have exited: they are marked stopped at once, so what they held is re-driven
+    without waiting for their heartbeat to go stale.
+    """
+    now = timezone.now()
+    pids = list(live_pids)
+    Worker.objects.filter(Q(pk=main_id) | Q(parent_id=main_id, pid__in=pids),
+                          stopped_at__isnull=True).update(heartbeat_at=now)
+    Worker.objects.filter(parent_id=main_id, stopped_at__isnull=True,
+                          started_at__lt=listed_at).exclude(pid__in=pids).update(stopped_at=now)
+
+
+def mark_stopped(main_id: int) -> None:
+    """A worker shut down: it and its pool processes hold nothing any more."""
+    now = timezone.now()
+    Worker.objects.filter(Q(pk=main_id) | Q(parent_id=main_id),
+                          stopped_at__isnull=True).update(stopped_at=now)
+
+
+def dead_worker_ids(now: datetime | None = None) -> QuerySet[Worker, int]:
+    """Ids of processes that are stopped or whose heartbeat is stale (a subquery)."""
+    now = now or timezone.now()
+    return Worker.objects.filter(
+        Q(stopped_at__isnull=False) | Q(heartbeat_at__lt=stale_before(now))
+    ).values_list("pk", flat=True)
+
+
+def is_alive(worker_id: int | None, now: datetime | None = None) -> bool:
+    """Whether the process ``worker_id`` is registered, not stopped and heartbeating."""
+    if worker_id is None:
+        return False
+    now = now or timezone.now()
+    return Worker.objects.filter(pk=worker_id, stopped_at__isnull=True,
+                                 heartbeat_at__gte=stale_before(now)).exists()
+
+
+def live_workers(now: datetime | None = None) -> QuerySet[Worker]:
+    """Main processes of the live workers, newest first."""
+    now = now or timezone.now()
+    return Worker.objects.filter(parent__isnull=True, stopped_at__isnull=True,
+                                 heartbeat_at__gte=stale_before(now)).order_by("-started_at")
+
+
+def queue_consumers(queue: str, now: datetime | None = None) -> list[Worker]:
+    """Live workers that consume the Celery queue ``queue``."""
+    return [worker for worker in live_workers(now) if queue in (worker.queues or [])]
+
+
+def prune_workers(now: datetime | None = None, keep: float = 86400.0) -> int:
+    """Forget processes dead for longer than ``keep`` seconds that hold nothing."""
+    now = now or timezone.now()
+    before = now - timedelta(seconds=keep)
+    holding = set(HistoryEvent.objects.filter(status=HistoryStatus.SCHEDULED,
+                                              worker__isnull=False)
+                  .values_list("worker_id", flat=True)[:10000])
+    holding |= set(WorkflowExecution.objects.filter(step_claimed_by__isnull=False)
+                   .values_list("step_claimed_by_id", flat=True)[:10000])
+    old = Worker.objects.filter(Q(stopped_at__lt=before) | Q(heartbeat_at__lt=before),
+                                processes__isnull=True).exclude(pk__in=holding)
+    deleted, _ = old.delete()
+    return deleted

@@ -1,0 +1,67 @@
+"""``install()``: connect durable_celery to Celery, once, from ``AppConfig.ready``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import signals
+
+from ..store.outbox import defer_acknowledgements, flush_acknowledgements
+from ..task_names import REPLAY_STEP_TASK, RUN_ACTIVITY_TASK
+from .filesystem import install_filesystem_transport
+from .publish import install_publisher
+from .worker import (
+    begin_shutdown,
+    configure_worker,
+    start_worker_runtime,
+    stop_worker_runtime,
+)
+
+__all__ = ["install"]
+
+_DURABLE_TASKS = frozenset({REPLAY_STEP_TASK, RUN_ACTIVITY_TASK})
+_installed = False
+
+
+def _on_worker_init(sender: Any = None, **_: Any) -> None:
+    configure_worker(sender)
+
+
+def _on_worker_ready(**_: Any) -> None:
+    start_worker_runtime()
+
+
+def _on_worker_shutting_down(**_: Any) -> None:
+    begin_shutdown()
+
+
+def _on_worker_shutdown(**_: Any) -> None:
+    stop_worker_runtime()
+
+
+def _on_task_prerun(sender: Any = None, **_: Any) -> None:
+    if getattr(sender, "name", None) in _DURABLE_TASKS:
+        defer_acknowledgements(True)
+
+
+def _on_task_postrun(sender: Any = None, **_: Any) -> None:
+    if getattr(sender, "name", None) in _DURABLE_TASKS:
+        defer_acknowledgements(False)
+        flush_acknowledgements()
+
+
+def install() -> None:
+    """Install the outbox publisher and the ``filesystem://`` transport, and connect the worker
+    signals: registry and runtime thread, shutdown, and acknowledgement folding."""
+    global _installed
+    install_publisher()
+    install_filesystem_transport()
+    if _installed:
+        return
+    _installed = True
+    signals.worker_init.connect(_on_worker_init, weak=False)
+    signals.worker_ready.connect(_on_worker_ready, weak=False)
+    signals.worker_shutting_down.connect(_on_worker_shutting_down, weak=False)
+    signals.worker_shutdown.connect(_on_worker_shutdown, weak=False)
+    signals.task_prerun.connect(_on_task_prerun, weak=False)
+    signals.task_postrun.connect(_on_task_postrun, weak=False)

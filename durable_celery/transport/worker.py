@@ -1,0 +1,253 @@
+"""The worker side: who this process is, and the thread that keeps a worker alive and sweeping.
+
+* ``worker_init`` (main process, before the pool forks): the worker registers itself and
+  remembers the queues it consumes; pool processes inherit that and register themselves on
+  their first claim (:func:`current_worker_id`).
+* ``worker_ready``: the :class:`WorkerRuntime` thread starts. It heartbeats for the main process
+  and its live pool processes, fires due timers and runs the recovery duties.
+* ``worker_shutting_down``: no more eager work (checked by pool processes through shared memory).
+* ``worker_shutdown``: the worker marks itself stopped and re-drives what it still held.
+
+A process that claims work without being a Celery worker (a script, a test) registers as a
+worker of its own and heartbeats from a small thread, so its claims are not taken for dead.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import multiprocessing
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import close_old_connections, connection
+from django.utils import timezone
+
+from ..conf import durable_setting
+
+__all__ = [
+    "WorkerRuntime",
+    "configure_worker",
+    "consumes",
+    "current_worker_id",
+    "in_worker",
+    "shutting_down",
+    "start_worker_runtime",
+    "stop_worker_runtime",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _WorkerRole:
+    """What a worker's processes know about the worker (inherited by pool processes)."""
+
+    main_id: int
+    main_pid: int
+    name: str
+    queues: frozenset[str]
+    pool: str
+    stopping: Any  # multiprocessing.Value(c_bool): shared with pool processes
+    controller: Any = None
+    registered: dict[int, int] = field(default_factory=dict)  # pid -> worker row id
+
+
+_role: _WorkerRole | None = None
+_standalone: dict[int, int] = {}  # pid -> row id, for processes that are not Celery workers
+_lock = threading.Lock()
+_runtime: WorkerRuntime | None = None
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return str(__version__)
+
+
+def configure_worker(controller: Any) -> int:
+    """Register a starting Celery worker (its main process) from its ``WorkController``.
+
+    Returns:
+        The worker's registry id.
+    """
+    from ..store.workers import register_process
+
+    global _role
+    queues = frozenset(controller.app.amqp.queues.consume_from or controller.app.amqp.queues)
+    pool = getattr(controller.pool_cls, "__module__", "").rsplit(".", 1)[-1] or "prefork"
+    main_id = register_process(name=str(controller.hostname), hostname=socket.gethostname(),
+                               pid=os.getpid(), queues=queues, pool=pool, version=_version())
+    connection.close()  # the pool forks next; children open their own connections
+    _role = _WorkerRole(main_id=main_id, main_pid=os.getpid(), name=str(controller.hostname),
+                        queues=queues, pool=pool,
+                        stopping=multiprocessing.Value(ctypes.c_bool, False, lock=False),
+                        controller=controller)
+    return main_id
+
+
+def in_worker() -> bool:
+    """Whether this process belongs to a Celery worker (main or pool process)."""
+    return _role is not None
+
+
+def consumes(queue: str) -> bool:
+    """Whether this process's worker consumes the Celery queue ``queue``."""
+    return _role is not None and queue in _role.queues
+
+
+def shutting_down() -> bool:
+    """Whether this process's worker is shutting down (no eager work then)."""
+    return _role is not None and bool(_role.stopping.value)
+
+
+def current_worker_id() -> int:
+    """The registry id of this process, registering it on first use (after a fork too)."""
+    from ..store.workers import register_process
+
+    pid = os.getpid()
+    role = _role
+    if role is not None:
+        if pid == role.main_pid:
+            return role.main_id
+        known = role.registered.get(pid)
+        if known is not None:
+            return known
+        with _lock:
+            if pid not in role.registered:
+                role.registered[pid] = register_process(
+                    name=role.name, hostname=socket.gethostname(), pid=pid, queues=role.queues,
+                    pool=role.pool, version=_version(), parent_id=role.main_id)
+            return role.registered[pid]
+    with _lock:
+        if pid not in _standalone:
+            _standalone[pid] = register_process(
+                name=f"standalone@{socket.gethostname()}", hostname=socket.gethostname(),
+                pid=pid, queues=(), pool="standalone", version=_version())
+            _StandaloneBeat(_standalone[pid]).start()
+        return _standalone[pid]
+
+
+def _live_pids(role: _WorkerRole) -> list[int]:
+    pids = [role.main_pid]
+    pool = getattr(role.controller, "pool", None)
+    processes = getattr(getattr(pool, "_pool", None), "_pool", None)
+    if processes:
+        pids += [p.pid for p in list(processes) if p.pid]
+    return pids
+
+
+class _StandaloneBeat(threading.Thread):
+    """Heartbeats of a process that claims work without being a Celery worker."""
+
+    def __init__(self, worker_id: int) -> None:
+        super().__init__(name="durable-heartbeat", daemon=True)
+        self.worker_id = worker_id
+
+    def run(self) -> None:
+        from ..models import Worker
+
+        interval = float(durable_setting("DURABLE_WORKER_HEARTBEAT_INTERVAL"))
+        while True:
+            time.sleep(interval)
+            try:
+                Worker.objects.filter(pk=self.worker_id).update(heartbeat_at=timezone.now())
+            except Exception:  # noqa: BLE001 - the next beat retries
+                logger.debug("durable_celery: heartbeat failed", exc_info=True)
+                connection.close()
+
+
+class WorkerRuntime(threading.Thread):
+    """The main process's thread: heartbeats, due timers, recovery duties.
+
+    Heartbeats every ``DURABLE_WORKER_HEARTBEAT_INTERVAL``; when ``DURABLE_SWEEPER_ENABLED``,
+    fires due timers every ``DURABLE_SWEEP_INTERVAL`` and runs the recovery duties every
+    ``DURABLE_RECOVERY_INTERVAL`` seconds. Several workers sweeping never claim a row twice.
+    """
+
+    def __init__(self, role: _WorkerRole | None) -> None:
+        super().__init__(name="durable-worker-runtime", daemon=True)
+        self.role = role
+        self.stopping = threading.Event()
+        self.heartbeat_interval = float(durable_setting("DURABLE_WORKER_HEARTBEAT_INTERVAL"))
+        self.sweep_interval = float(durable_setting("DURABLE_SWEEP_INTERVAL"))
+        self.recovery_interval = float(durable_setting("DURABLE_RECOVERY_INTERVAL"))
+        self.sweeping = bool(durable_setting("DURABLE_SWEEPER_ENABLED"))
+
+    def run(self) -> None:
+        from ..store.schedules import fire_due_schedules
+        from ..store.sweeper import fire_due_timers, run_recovery_duties
+        from ..store.workers import beat
+        from .canary import broker_lost_messages
+
+        next_beat = next_recovery = 0.0
+        while not self.stopping.is_set():
+            started = time.monotonic()
+            try:
+                close_old_connections()
+                if self.role is not None and started >= next_beat:
+                    listed_at: datetime = timezone.now()
+                    beat(self.role.main_id, _live_pids(self.role), listed_at)
+                    next_beat = started + self.heartbeat_interval
+                if self.sweeping:
+                    while fire_due_timers() and not self.stopping.is_set():
+                        pass
+                    fire_due_schedules()
+                    if started >= next_recovery:
+                        run_recovery_duties(broker_lost_messages)
+                        next_recovery = time.monotonic() + self.recovery_interval
+            except Exception:  # keep going: the next pass retries
+                logger.exception("durable_celery: worker runtime pass failed")
+                connection.close()
+            self.stopping.wait(min(self.sweep_interval, self.heartbeat_interval))
+        connection.close()
+
+    def stop(self) -> None:
+        """Finish after the current pass."""
+        self.stopping.set()
+
+
+def start_worker_runtime() -> WorkerRuntime:
+    """Start this process's runtime thread once (the worker's ``worker_ready``, or an
+    embedded worker)."""
+    global _runtime
+    with _lock:
+        if _runtime is None or not _runtime.is_alive():
+            _runtime = WorkerRuntime(_role)
+            _runtime.start()
+        return _runtime
+
+
+def stop_worker_runtime(*, release: bool = True) -> None:
+    """Stop the runtime thread; with ``release``, mark the worker stopped and re-drive at once
+    what it still held (a graceful shutdown gives its claims back)."""
+    global _runtime
+    runtime = _runtime
+    if runtime is not None:
+        runtime.stop()
+        runtime.join(timeout=10)
+        _runtime = None
+    role = _role
+    if release and role is not None and os.getpid() == role.main_pid:
+        from ..store.sweeper import recover_dead_workers
+        from ..store.workers import mark_stopped
+
+        try:
+            close_old_connections()
+            mark_stopped(role.main_id)
+            recover_dead_workers()
+        except Exception:  # noqa: BLE001 - a live worker's sweeper recovers it instead
+            logger.exception("durable_celery: could not release this worker's claims")
+        finally:
+            connection.close()
+
+
+def begin_shutdown() -> None:
+    """No more eager work in this worker's processes."""
+    if _role is not None:
+        _role.stopping.value = True
