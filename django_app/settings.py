@@ -6,7 +6,7 @@ Environment:
     CELERY_BROKER_URL: ``memory://`` (default, one process), ``filesystem://``, ``redis://…``,
         ``amqp://…``.
     DURABLE_BROKER_DIR: folder of the ``filesystem://`` broker.
-    DURABLE_IMPORTS: extra comma-separated modules holding workflows (for workers).
+    DURABLE_IMPORTS: comma-separated modules holding workflows (for workers: CELERY_IMPORTS).
     DJANGO_SECRET_KEY, DJANGO_DEBUG.
 """
 
@@ -16,6 +16,8 @@ import json
 import os
 from pathlib import Path
 from urllib.parse import unquote, urlparse
+
+from django_app import compat
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -68,15 +70,15 @@ def database_from_url(url: str) -> dict[str, object]:
     """Django's DATABASES entry for a ``sqlite:///…`` or ``postgres://…`` URL."""
     parsed = urlparse(url)
     if parsed.scheme == "sqlite":
+        options: dict[str, object] = {"timeout": 30}
+        if not compat.NEEDS_SHIM:  # Django 4.2 and 5.0 get the same from django_app/compat.py
+            # One writer at a time, taking the lock at BEGIN so steps never deadlock.
+            options["transaction_mode"] = "IMMEDIATE"
+            options["init_command"] = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
         return {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": unquote(parsed.path[1:] if parsed.path.startswith("//") else parsed.path),
-            "OPTIONS": {
-                # One writer at a time, taking the lock at BEGIN so steps never deadlock.
-                "transaction_mode": "IMMEDIATE",
-                "timeout": 30,
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-            },
+            "OPTIONS": options,
         }
     if parsed.scheme in ("postgres", "postgresql"):
         return {
@@ -91,6 +93,7 @@ def database_from_url(url: str) -> dict[str, object]:
     raise ValueError(f"DATABASE_URL must be sqlite:/// or postgres://, got {url!r}")
 
 
+compat.install()
 DATABASES = {
     "default": database_from_url(
         os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")),
@@ -123,8 +126,9 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_IMPORTS = ["django_app.examples"] + [
-    m for m in os.environ.get("DURABLE_IMPORTS", "").split(",") if m]
+# Workflow modules the workers import besides autodiscovered ``tasks.py`` files (the demo's own
+# workflows live in durable_celery/demo.py, which only the demo command imports).
+CELERY_IMPORTS = [m for m in os.environ.get("DURABLE_IMPORTS", "").split(",") if m]
 
 LOGGING = {
     "version": 1,

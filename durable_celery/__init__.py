@@ -7,9 +7,7 @@ models: the client and handle reach the store only when called.
 
 from __future__ import annotations
 
-__version__ = "0.2.0"
-
-from . import errors, workflow  # noqa: E402
+from . import errors, workflow
 from .activity import activity
 from .client import DurableClient
 from .errors import (
@@ -43,8 +41,11 @@ from .interceptors import clear_interceptors, register_activity_interceptor, reg
 from .registry import durable_workflow
 from .retry import RetryPolicy
 
+#: The version of this distribution, its single source: setup.cfg reads it (``version = attr:``)
+#: from this file without importing the package. Not in ``__all__``, as is usual for dunders.
+__version__ = "0.2.0"
+
 __all__ = [
-    "__version__",
     "DuplicateWorkflowError",
     "DurableChildError",
     "DurableClient",

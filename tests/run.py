@@ -1,13 +1,15 @@
 """Run the whole suite: unit tests once, end-to-end tests on every backend, one summary line.
 
     python tests/run.py                 # everything
-    python tests/run.py --only sqlite   # one backend (sqlite, postgres, rabbitmq)
+    python tests/run.py --only sqlite   # one phase (sqlite, postgres, rabbitmq, install)
     python tests/run.py -- -x -k signal # extra pytest arguments after --
 
 Backends (see tests/support/backends.py): ``sqlite`` (SQLite + filesystem broker: no server),
 ``postgres`` (PostgreSQL + Redis), ``rabbitmq`` (PostgreSQL + RabbitMQ, transport tests). Each
-runs in its own pytest process because Django settings are fixed per process. Tests that need a
-service that is not running skip with a reason, and fail when ``CI=true``.
+runs in its own pytest process because Django settings are fixed per process. The ``install``
+phase builds the wheel and the sdist and installs the wheel into a fresh virtual environment
+beside a fresh ``startproject`` (tests/install). Tests that need a service that is not running
+skip with a reason, and fail when ``CI=true``.
 """
 
 from __future__ import annotations
@@ -23,12 +25,16 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-#: (backend, pytest arguments): what each pytest process runs.
+#: (phase, pytest arguments): what each pytest process runs.
 PHASES: list[tuple[str, list[str]]] = [
-    ("sqlite", ["tests"]),
+    ("sqlite", ["tests", "--ignore=tests/install"]),
     ("postgres", ["tests/e2e", "tests/admin"]),
     ("rabbitmq", ["tests/e2e", "-m", "transport"]),
+    # Builds the wheel and sdist, installs the wheel beside a fresh startproject (a minute or two).
+    ("install", ["tests/install"]),
 ]
+#: The backend (tests/support/backends.py) of a phase not named after one.
+PHASE_BACKEND = {"install": "sqlite"}
 
 
 def _counts(junit: Path) -> dict[str, int]:
@@ -61,7 +67,8 @@ def main() -> int:
         print(f"\n=== {backend}: {' '.join(command[2:])}", flush=True)
         started = time.monotonic()
         code = subprocess.call(command, cwd=REPO,
-                               env={**os.environ, "DURABLE_TEST_BACKEND": backend})
+                               env={**os.environ,
+                                    "DURABLE_TEST_BACKEND": PHASE_BACKEND.get(backend, backend)})
         counts = _counts(junit)
         failed = counts["failures"] + counts["errors"]
         summary["failed"] += failed

@@ -45,7 +45,6 @@ ERROR_NAMES = [
 
 PACKAGE_ALL = sorted([
     *ERROR_NAMES,
-    "__version__",
     "DurableClient",
     "RetryPolicy",
     "WorkflowHandle",
