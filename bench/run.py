@@ -37,7 +37,6 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 QUEUES = "bench,bench-activity,bench-raw"
-REDIS_RESULTS = "redis://127.0.0.1:6379/14"
 
 #: Targets of DESIGN.md / issue 8: (measure, comparison, bound).
 TARGETS = [
@@ -61,13 +60,10 @@ def _prepare(backend: str, workdir: Path) -> dict[str, str]:
                              autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
             conn.execute(f'CREATE DATABASE "{database}"')
+        broker_db, results_db = _claim_redis_databases(2)
         env.update(DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{database}",
-                   CELERY_BROKER_URL="redis://127.0.0.1:6379/15",
-                   CELERY_RESULT_BACKEND=REDIS_RESULTS)
-        import redis
-
-        redis.Redis.from_url("redis://127.0.0.1:6379/15").flushdb()
-        redis.Redis.from_url(REDIS_RESULTS).flushdb()
+                   CELERY_BROKER_URL=f"redis://127.0.0.1:6379/{broker_db}",
+                   CELERY_RESULT_BACKEND=f"redis://127.0.0.1:6379/{results_db}")
     else:
         broker = workdir / "broker"
         (broker / "control").mkdir(parents=True, exist_ok=True)
@@ -83,6 +79,27 @@ def _prepare(backend: str, workdir: Path) -> dict[str, str]:
 
     call_command("migrate", verbosity=0)
     return env
+
+
+def _claim_redis_databases(count: int) -> list[int]:
+    """Redis databases no test session or other benchmark uses: claimed with the same lock key
+    the test sessions use, emptied, and released when this process exits."""
+    import atexit
+
+    import redis
+
+    claimed: list[int] = []
+    token = f"bench:{os.getpid()}"
+    for number in range(15, 0, -1):
+        db = redis.Redis(host="127.0.0.1", port=6379, db=number)
+        if db.set("durable-test-session", token, nx=True, ex=3600):
+            db.flushdb()
+            db.set("durable-test-session", token, ex=3600)
+            atexit.register(db.flushdb)
+            claimed.append(number)
+            if len(claimed) == count:
+                return claimed
+    raise RuntimeError("no free Redis database for the benchmark (test sessions use them all)")
 
 
 class Worker:
