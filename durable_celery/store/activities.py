@@ -21,7 +21,6 @@ from ..conf import durable_setting
 from ..engine.retry import AttemptFailure, FailureKind, RetryDecision, decide_retry
 from ..errors import InvalidArgumentError, describe_error
 from ..models import (
-    ACTIVE_STATUSES,
     ActivityAttempt,
     AttemptOutcome,
     HistoryEvent,
@@ -33,6 +32,7 @@ from ..models import (
 from ..retry import RetryPolicy, exception_type_names
 from .commands import NO_EAGER, EagerPolicy
 from .dispatch import activity_message, running_lease
+from .fastpath import claim_attempt_fast, usable
 from .steps import record_activity_outcome
 
 __all__ = [
@@ -57,13 +57,15 @@ def claim_attempt(message: dict[str, Any], worker_id: int, celery_task_id: str |
         ``False`` when the call is settled, a later attempt replaced this one, or a process
         holds it (a duplicate delivery): run nothing.
     """
+    if usable():
+        return claim_attempt_fast(message, worker_id, celery_task_id)
     now = timezone.now()
     event = HistoryEvent(input={"start_to_close_timeout": message.get("timeout"),
                                 "heartbeat_timeout": message.get("heartbeat_timeout")})
+    # A run that ended cancelled its open calls, so "scheduled" means the run is active.
     return bool(HistoryEvent.objects.filter(
         pk=message["event"], status=HistoryStatus.SCHEDULED, attempts=message["attempt"],
-        worker__isnull=True, started_at__isnull=True,
-        execution__status__in=ACTIVE_STATUSES).update(
+        worker__isnull=True, started_at__isnull=True).update(
             worker_id=worker_id, started_at=now, celery_task_id=celery_task_id,
             heartbeat_at=None, lease_until=running_lease(event, now)))
 

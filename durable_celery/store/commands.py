@@ -11,7 +11,7 @@ from .dispatch import activity_message, activity_queue, is_local, prepare_attemp
 from .effects import StepEffects
 from .signals import deliver_signal, take_buffered_signal
 
-__all__ = ["CommandHandler", "EagerPolicy", "NO_EAGER", "record_commands"]
+__all__ = ["CommandHandler", "EagerPolicy", "NO_EAGER", "claimer_for", "record_commands"]
 
 #: Acts on one new history row inside the step's transaction.
 CommandHandler = Callable[[WorkflowExecution, HistoryEvent, StepEffects], None]
@@ -70,7 +70,7 @@ def record_commands(execution: WorkflowExecution, commands: list[Command], step:
             observed_step=step if resolved else None, completed_at=now if resolved else None)
         if command.kind == "activity":
             row.attempts = 1
-            claim_for = _claimer(execution, row, eager, eager_taken)
+            claim_for = claimer_for(execution, row, eager, eager_taken=eager_taken)
             if claim_for is not None and not is_local(row):
                 eager_taken = True  # one ordinary activity per step; a fan-out uses the broker
             if prepare_attempt(execution, row, now, claim_for=claim_for,
@@ -90,8 +90,14 @@ def record_commands(execution: WorkflowExecution, commands: list[Command], step:
     return [activity_message(execution, row) for row in claimed]
 
 
-def _claimer(execution: WorkflowExecution, row: HistoryEvent, eager: EagerPolicy,
-             eager_taken: bool) -> int | None:
+def claimer_for(execution: WorkflowExecution, row: HistoryEvent, eager: EagerPolicy, *,
+                eager_taken: bool) -> int | None:
+    """The process that claims a new activity call to run itself after commit, or ``None``.
+
+    Local activities are claimed whenever a worker process steps; an ordinary one when ``eager``
+    allows it and no other ordinary activity of the step was claimed (a fan-out goes through
+    the broker, where every worker can take a share).
+    """
     if eager.worker_id is None:
         return None
     if is_local(row) or (not eager_taken

@@ -22,8 +22,8 @@ from django.db import transaction
 from ..models import OutboxMessage
 from ..task_names import REPLAY_STEP_TASK, RUN_ACTIVITY_TASK
 
-__all__ = ["OutboxBatch", "Publisher", "flush_acknowledgements", "publish_messages",
-           "set_publisher", "defer_acknowledgements"]
+__all__ = ["OutboxBatch", "Publisher", "defer_acknowledgements", "flush_acknowledgements",
+           "publish_messages", "set_publisher", "take_acknowledgements"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,13 @@ def set_publisher(publisher: Publisher) -> None:
 def defer_acknowledgements(deferred: bool) -> None:
     """Fold acknowledgements into later work (worker tasks) or delete them at once (clients)."""
     _acks.deferred = deferred
+
+
+def take_acknowledgements() -> list[int]:
+    """Hand over the rows this thread published and has not deleted (the caller deletes them
+    in its next statement)."""
+    pending, _acks.pending = _acks.pending, []
+    return pending
 
 
 def flush_acknowledgements() -> int:

@@ -47,6 +47,7 @@ from .commands import NO_EAGER, EagerPolicy
 from .connection import with_fresh_connection
 from .decisions import Decision, Due, StepLost, count_step_failure, record_decision
 from .effects import StepEffects, StepPort
+from .fastpath import record_in_one_statement
 from .guard import GuardedOutcome, outcome_guard
 from .operations_table import STEP_OPERATIONS
 from .outbox import OutboxBatch
@@ -433,9 +434,11 @@ def _step_in_memory(entry: CachedRun, message: dict[str, Any], holder: int | Non
     decision.kept = {d: r for d, r in entry.runs.items() if d != dimension}
     try:
         if guarded.take_back():  # record the outcome with the decision
-            attempts = record_decision(
-                execution, decision, eager, claimed_by=None, also=also,
-                settle=(int(message["event"]), int(message["attempt"]), result, error, holder))
+            settle = (int(message["event"]), int(message["attempt"]), result, error, holder)
+            fast = None if also is not None else record_in_one_statement(
+                execution, decision, eager, settle)
+            attempts = fast if fast is not None else record_decision(
+                execution, decision, eager, claimed_by=None, also=also, settle=settle)
         else:  # the step took long: the guard recorded the outcome; the decision marks it seen
             decision.delivered = [int(message["event"])]
             attempts = record_decision(execution, decision, eager, claimed_by=None)

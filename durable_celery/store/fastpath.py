@@ -1,0 +1,187 @@
+"""The sequential path on PostgreSQL in one statement per step.
+
+On the sequential path most steps have the same shape: one activity finished, the workflow (kept
+in memory) took its next decision, and that decision is "run the next activity" or "keep
+waiting". Recording it needs four writes — settle the result, move the run to its next version,
+insert the next call, queue its message — which on PostgreSQL are one statement of chained
+data-modifying CTEs, atomic on its own (autocommit): one round trip instead of six. Each part runs
+only if the one before it did: the run must be at the version the decision was made from and
+unclaimed, and the call must still wait for this attempt's outcome. Anything else — another
+database, a decision with other effects — is recorded by
+:func:`~durable_celery.store.decisions.record_decision`.
+
+Claiming a delivered attempt is one statement too, and it deletes the outbox rows this process
+published since its last statement (the acknowledgement folded into later work).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from django.db import connection
+from django.utils import timezone
+
+from ..engine import StepStatus
+from ..models import HistoryEvent, OutboxMessage, WorkflowExecution
+from ..task_names import RUN_ACTIVITY_TASK
+from .commands import EagerPolicy, claimer_for
+from .decisions import Decision, StepLost
+from .dispatch import activity_message, activity_queue, prepare_attempt, running_lease
+from .outbox import publish_messages, take_acknowledgements
+
+__all__ = ["claim_attempt_fast", "record_in_one_statement", "usable"]
+
+_EXECUTION = WorkflowExecution._meta.db_table
+_HISTORY = HistoryEvent._meta.db_table
+_OUTBOX = OutboxMessage._meta.db_table
+
+_SETTLE_AND_ADVANCE = f"""
+WITH ex AS (
+  UPDATE {_EXECUTION} SET step_count = %(step)s, step_claimed_by_id = NULL,
+         step_claimed_until = NULL, step_requested = false, updated_at = %(now)s,
+         status = 'running', step_failures = 0
+   WHERE id = %(execution)s AND step_count = %(version)s AND status IN ('pending', 'running')
+     AND step_claimed_by_id IS NULL
+     AND EXISTS (SELECT 1 FROM {_HISTORY} WHERE id = %(event)s AND status = 'scheduled'
+                    AND attempts = %(attempt)s
+                    AND (worker_id = %(holder)s OR worker_id IS NULL))
+  RETURNING id
+), settled AS (
+  UPDATE {_HISTORY} SET status = %(status)s, result = %(result)s::jsonb,
+         error = %(error)s::jsonb, completed_at = %(now)s, lease_until = NULL,
+         observed_step = %(step)s
+   WHERE id = %(event)s AND status = 'scheduled' AND attempts = %(attempt)s
+     AND EXISTS (SELECT 1 FROM ex)
+  RETURNING id
+)"""
+
+_NEXT_CALL = f""", ins AS (
+  INSERT INTO {_HISTORY} (execution_id, dimension, seq, kind, name, status, attempts, input,
+         result, error, observed_step, celery_task_id, worker_id, dispatched_at, started_at,
+         heartbeat_at, heartbeat_details, lease_until, created_at, completed_at)
+  SELECT %(execution)s, %(dimension)s, %(seq)s, 'activity', %(name)s, 'scheduled', 1,
+         %(input)s::jsonb, NULL, NULL, NULL, %(task_id)s, %(worker)s, %(dispatched)s,
+         %(started)s, NULL, NULL, %(lease)s, %(now)s, NULL
+    FROM settled
+  RETURNING id
+), box AS (
+  INSERT INTO {_OUTBOX} (task_name, queue, args, created_at, publish_attempts)
+  SELECT %(task)s, %(queue)s,
+         jsonb_build_array(%(message)s::jsonb || jsonb_build_object('event', ins.id)),
+         %(now)s, 0
+    FROM ins WHERE %(send)s
+  RETURNING id
+)
+SELECT (SELECT count(*) FROM ex), (SELECT count(*) FROM settled), (SELECT id FROM ins),
+       (SELECT id FROM box)"""
+
+_ONLY_SETTLE = """
+SELECT (SELECT count(*) FROM ex), (SELECT count(*) FROM settled), NULL, NULL"""
+
+
+def usable() -> bool:
+    """Whether the one-statement forms apply (PostgreSQL)."""
+    return connection.vendor == "postgresql"
+
+
+def _jsonb(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def record_in_one_statement(execution: WorkflowExecution, decision: Decision,
+                            eager: EagerPolicy, settle: tuple[int, int, Any, Any, int | None],
+                            ) -> list[dict[str, Any]] | None:
+    """Record a sequential step of the common shape in one statement.
+
+    Args:
+        execution: The run, in memory (its fields are updated when the step is recorded).
+        decision: What the workflow decided on the activity's outcome.
+        eager: Whether the next activity may run in this process.
+        settle: ``(event pk, attempt, result, error, holder)``: the outcome.
+
+    Returns:
+        Attempts claimed to run here, or ``None`` when the decision has another shape (record
+        it with ``record_decision``).
+
+    Raises:
+        StepLost: The run moved on, is claimed, ended, or the call no longer waits.
+    """
+    if not usable() or len(decision.outcomes) != 1 or decision.delivered \
+            or decision.local_attempts or decision.effects:
+        return None
+    item, outcome = decision.outcomes[0]
+    commands = outcome.commands
+    if item.thread is not None or outcome.status != StepStatus.SUSPENDED or len(commands) > 1 \
+            or any(c.kind != "activity" for c in commands):
+        return None
+    event_pk, attempt, result, error, holder = settle
+    now = decision.effects.now
+    params: dict[str, Any] = {
+        "step": decision.step, "version": decision.version, "now": now,
+        "execution": execution.pk, "event": event_pk, "attempt": attempt, "holder": holder,
+        "status": "failed" if error is not None else "completed",
+        "result": None if error is not None else _jsonb(result), "error": _jsonb(error)}
+    row: HistoryEvent | None = None
+    sql = _SETTLE_AND_ADVANCE + _ONLY_SETTLE
+    if commands:
+        command = commands[0]
+        row = HistoryEvent(execution_id=execution.pk, dimension=command.dimension,
+                           seq=command.seq, kind=command.kind, name=command.name,
+                           input=command.input, attempts=1)
+        claim = claimer_for(execution, row, eager, eager_taken=False)
+        send = prepare_attempt(execution, row, now, claim_for=claim,
+                               celery_task_id=eager.task_id)
+        message = activity_message(execution, row)
+        del message["event"]
+        params.update(
+            dimension=row.dimension, seq=row.seq, name=row.name, input=_jsonb(row.input),
+            task_id=row.celery_task_id, worker=row.worker_id, dispatched=row.dispatched_at,
+            started=row.started_at, lease=row.lease_until, task=RUN_ACTIVITY_TASK,
+            queue=activity_queue(execution, row), message=json.dumps(message), send=send)
+        sql = _SETTLE_AND_ADVANCE + _NEXT_CALL
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        advanced, settled, new_pk, outbox_pk = cursor.fetchone()
+    if not advanced or not settled:
+        raise StepLost("the run moved on, or the call no longer waits for this outcome")
+    execution.step_count = decision.step
+    execution.step_requested = False
+    execution.status = "running"
+    execution.updated_at = now
+    if row is None:
+        return []
+    row.pk = new_pk
+    message = activity_message(execution, row)
+    if outbox_pk is not None:
+        publish_messages([OutboxMessage(pk=outbox_pk, task_name=RUN_ACTIVITY_TASK,
+                                        queue=activity_queue(execution, row),
+                                        args=[message])])
+        return []
+    return [message] if row.worker_id is not None else []
+
+
+_CLAIM = f"""
+WITH acknowledged AS (DELETE FROM {_OUTBOX} WHERE id = ANY(%(acks)s))
+UPDATE {_HISTORY} SET worker_id = %(worker)s, started_at = %(now)s,
+       celery_task_id = %(task_id)s, heartbeat_at = NULL, lease_until = %(lease)s
+ WHERE id = %(event)s AND status = 'scheduled' AND attempts = %(attempt)s
+   AND worker_id IS NULL AND started_at IS NULL"""
+
+
+def claim_attempt_fast(message: dict[str, Any], worker_id: int,
+                       celery_task_id: str | None, now: datetime | None = None) -> bool:
+    """Claim a delivered attempt (and delete the outbox rows this process published) in one
+    statement. See :func:`durable_celery.store.activities.claim_attempt`."""
+    now = now or timezone.now()
+    lease = running_lease(HistoryEvent(input={
+        "start_to_close_timeout": message.get("timeout"),
+        "heartbeat_timeout": message.get("heartbeat_timeout")}), now)
+    acks = take_acknowledgements()
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM, {"acks": acks, "worker": worker_id, "now": now,
+                                "task_id": celery_task_id, "lease": lease,
+                                "event": int(message["event"]),
+                                "attempt": int(message["attempt"])})
+        return bool(cursor.rowcount)
