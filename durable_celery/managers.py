@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 from django.db import connection, models
 from django.db.models import Q
 
+from .statuses import ACTIVE_STATUSES, RESOLVED_STATUSES, HistoryStatus
+
 if TYPE_CHECKING:
     from .models import (  # noqa: F401
         HistoryEvent,
@@ -37,7 +39,7 @@ class ExecutionQuerySet(models.QuerySet["WorkflowExecution"]):
 
     def active(self) -> ExecutionQuerySet:
         """Executions that can still make progress."""
-        return self.filter(status__in=("pending", "running"))
+        return self.filter(status__in=ACTIVE_STATUSES)
 
     def lock(self, pk: int, *, skip_locked: bool = False) -> WorkflowExecution | None:
         """Lock and return the execution ``pk`` for the current transaction.
@@ -89,7 +91,7 @@ class HistoryEventQuerySet(models.QuerySet["HistoryEvent"]):
         Returns:
             Whether this call recorded the outcome (``False``: it was already settled).
         """
-        qs = self.filter(pk=pk, status="scheduled")
+        qs = self.filter(pk=pk, status=HistoryStatus.SCHEDULED)
         if attempt is not None:
             qs = qs.filter(attempts=attempt)
         if worker_id is not None:
@@ -97,27 +99,27 @@ class HistoryEventQuerySet(models.QuerySet["HistoryEvent"]):
         fields: dict[str, Any] = {"completed_at": now, "lease_until": None,
                                   "observed_step": observed_step}
         if error is None:
-            fields.update(status="completed", result=result)
+            fields.update(status=HistoryStatus.COMPLETED, result=result)
         else:
-            fields.update(status="failed", error=error)
+            fields.update(status=HistoryStatus.FAILED, error=error)
         if celery_task_id is not None:
             fields["celery_task_id"] = celery_task_id
         return bool(qs.update(**fields))
 
     def unobserved(self) -> HistoryEventQuerySet:
         """Outcomes no replay step has seen yet."""
-        return self.filter(observed_step__isnull=True, status__in=("completed", "failed"))
+        return self.filter(observed_step__isnull=True, status__in=RESOLVED_STATUSES)
 
     def waiting_for(self, namespace: str, signal_id: str) -> HistoryEventQuerySet:
         """Open ``wait_for`` calls on ``signal_id`` in running executions of ``namespace``."""
-        return self.filter(kind="wait", status="scheduled", name=signal_id,
+        return self.filter(kind="wait", status=HistoryStatus.SCHEDULED, name=signal_id,
                            execution__namespace=namespace,
-                           execution__status__in=("pending", "running"))
+                           execution__status__in=ACTIVE_STATUSES)
 
     def open_activities(self) -> HistoryEventQuerySet:
         """Activity calls still waiting for an outcome, in runs that are still active."""
-        return self.filter(kind="activity", status="scheduled",
-                           execution__status__in=("pending", "running"))
+        return self.filter(kind="activity", status=HistoryStatus.SCHEDULED,
+                           execution__status__in=ACTIVE_STATUSES)
 
 
 class TimerQuerySet(models.QuerySet[Any]):

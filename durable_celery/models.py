@@ -16,6 +16,7 @@ from .managers import (
     ScheduleQuerySet,
     TimerQuerySet,
 )
+from .statuses import ACTIVE_STATUSES, ExecutionStatus, HistoryStatus
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -75,29 +76,6 @@ class Worker(models.Model):
         role = "process" if self.parent_id else "worker"
         return f"{role} {self.name} pid {self.pid}"
 
-
-
-class ExecutionStatus(models.TextChoices):
-    """Life of a workflow execution."""
-
-    PENDING = "pending", "pending"
-    RUNNING = "running", "running"
-    COMPLETED = "completed", "completed"
-    FAILED = "failed", "failed"
-    INTERRUPTED = "interrupted", "interrupted"
-    CONTINUED = "continued", "continued as new"
-
-
-ACTIVE_STATUSES = (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
-
-
-class HistoryStatus(models.TextChoices):
-    """Life of one durable call."""
-
-    SCHEDULED = "scheduled", "scheduled"
-    COMPLETED = "completed", "completed"
-    FAILED = "failed", "failed"
-    CANCELLED = "cancelled", "cancelled"
 
 
 class WorkflowExecution(models.Model):

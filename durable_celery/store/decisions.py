@@ -26,12 +26,12 @@ from ..models import (
     ACTIVE_STATUSES,
     ExecutionStatus,
     HistoryEvent,
-    HistoryStatus,
     TimerKind,
     WorkflowExecution,
     WorkflowThread,
 )
 from ..retry import RetryPolicy, exception_type_names
+from ..statuses import RESOLVED_STATUSES
 from .commands import EagerPolicy, record_commands
 from .composition import fail_hook_waiters
 from .dispatch import activity_message, dispatch_attempt
@@ -45,7 +45,6 @@ __all__ = ["Decision", "Due", "StepLost", "count_step_failure", "record_decision
 
 logger = logging.getLogger(__name__)
 
-RESOLVED = (HistoryStatus.COMPLETED, HistoryStatus.FAILED)
 
 
 class StepLost(Exception):
@@ -120,7 +119,7 @@ def record_decision(execution: WorkflowExecution, decision: Decision, eager: Eag
             setattr(execution, name, value)
         if decision.delivered:
             HistoryEvent.objects.filter(pk__in=decision.delivered, observed_step__isnull=True,
-                                        status__in=RESOLVED).update(
+                                        status__in=RESOLVED_STATUSES).update(
                 observed_step=decision.step)
         attempts = _record_outcomes(execution, decision, eager)
         effects.batch.commit()

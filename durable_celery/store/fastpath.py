@@ -24,7 +24,13 @@ from django.db import connection
 from django.utils import timezone
 
 from ..engine import StepStatus
-from ..models import HistoryEvent, OutboxMessage, WorkflowExecution
+from ..models import (
+    ExecutionStatus,
+    HistoryEvent,
+    HistoryStatus,
+    OutboxMessage,
+    WorkflowExecution,
+)
 from ..task_names import RUN_ACTIVITY_TASK
 from .commands import EagerPolicy, claimer_for
 from .decisions import Decision, StepLost
@@ -121,7 +127,7 @@ def record_in_one_statement(execution: WorkflowExecution, decision: Decision,
     params: dict[str, Any] = {
         "step": decision.step, "version": decision.version, "now": now,
         "execution": execution.pk, "event": event_pk, "attempt": attempt, "holder": holder,
-        "status": "failed" if error is not None else "completed",
+        "status": HistoryStatus.FAILED if error is not None else HistoryStatus.COMPLETED,
         "result": None if error is not None else _jsonb(result), "error": _jsonb(error)}
     row: HistoryEvent | None = None
     sql = _SETTLE_AND_ADVANCE + _ONLY_SETTLE
@@ -148,7 +154,7 @@ def record_in_one_statement(execution: WorkflowExecution, decision: Decision,
         raise StepLost("the run moved on, or the call no longer waits for this outcome")
     execution.step_count = decision.step
     execution.step_requested = False
-    execution.status = "running"
+    execution.status = ExecutionStatus.RUNNING
     execution.updated_at = now
     if row is None:
         return []

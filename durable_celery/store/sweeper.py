@@ -22,6 +22,7 @@ from ..engine.retry import AttemptFailure, FailureKind
 from ..errors import DurableTimeoutError
 from ..managers import supports_row_locks
 from ..models import (
+    ACTIVE_STATUSES,
     AttemptOutcome,
     ExecutionStatus,
     HistoryEvent,
@@ -271,7 +272,7 @@ def request_missed_steps(now: datetime | None = None, *, everything: bool = Fals
     free = Q(execution__step_claimed_by__isnull=True) | Q(execution__step_claimed_until__lt=now)
     pending = set(HistoryEvent.objects.unobserved().filter(
         free, completed_at__lt=before, execution__updated_at__lt=before,
-        execution__status__in=("pending", "running"))
+        execution__status__in=ACTIVE_STATUSES)
         .values_list("execution_id", "execution__task_queue").distinct()[:1000])
     pending |= set(WorkflowExecution.objects.needing_step(before)
                    .filter(Q(step_claimed_by__isnull=True) | Q(step_claimed_until__lt=now))
