@@ -62,7 +62,8 @@ def _first_row_done(handle: Any) -> bool:
 
 
 class Scenarios:
-    """Each returns ``(seconds from fault to outcome, outcome, activity runs)``."""
+    """Each returns ``(seconds from the fault until the work moves again, seconds until the
+    workflow's outcome, outcome, activity marks)``."""
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
@@ -76,41 +77,45 @@ class Scenarios:
         return Worker(env, self.workdir / f"worker-{self.count}-{time.monotonic_ns()}.log",
                       queues=QUEUES)
 
-    def whole_worker_killed(self, timeout: float | None) -> tuple[float, str, str]:
+    def whole_worker_killed(self, timeout: float | None) -> Result:
         from bench.workflows import fault_around_slow
 
         path = self._path()
         worker = self._worker()
-        handle = _start(fault_around_slow, str(path), 20.0, timeout)
+        handle = _start(fault_around_slow, str(path), 5.0, timeout)
         _wait(lambda: "started" in _marks(path))
         worker.kill()
         fault = time.monotonic()
         replacement = self._worker()
+        _wait(lambda: _marks(path).count("started") == 2)
+        resumed = time.monotonic() - fault
         outcome = _finish(handle)
         seconds = time.monotonic() - fault
         replacement.stop()
-        return seconds, outcome, " ".join(_marks(path))
+        return resumed, seconds, outcome, " ".join(_marks(path))
 
-    def pool_process_killed(self) -> tuple[float, str, str]:
+    def pool_process_killed(self) -> Result:
         from bench.workflows import fault_around_slow
         from durable_celery.models import HistoryEvent
         from durable_celery.models import Worker as Registered
 
         path = self._path()
         worker = self._worker()
-        handle = _start(fault_around_slow, str(path), 20.0, None)
+        handle = _start(fault_around_slow, str(path), 5.0, None)
         _wait(lambda: "started" in _marks(path))
         row = HistoryEvent.objects.filter(execution__workflow_id=handle.workflow_id,
                                           status="scheduled").first()
         assert row is not None and row.worker_id is not None
         os.kill(Registered.objects.get(pk=row.worker_id).pid, signal.SIGKILL)
         fault = time.monotonic()
+        _wait(lambda: _marks(path).count("started") == 2)
+        resumed = time.monotonic() - fault
         outcome = _finish(handle)
         seconds = time.monotonic() - fault
         worker.stop()
-        return seconds, outcome, " ".join(_marks(path))
+        return resumed, seconds, outcome, " ".join(_marks(path))
 
-    def killed_during_step(self) -> tuple[float, str, str]:
+    def killed_during_step(self) -> Result:
         from bench.workflows import fault_slow_step
 
         path = self._path()
@@ -120,12 +125,14 @@ class Scenarios:
         worker.kill()
         fault = time.monotonic()
         replacement = self._worker()
+        _wait(lambda: _step_claimed_by_a_live_worker(handle))
+        resumed = time.monotonic() - fault
         outcome = _finish(handle)
         seconds = time.monotonic() - fault
         replacement.stop()
-        return seconds, outcome, " ".join(_marks(path))
+        return resumed, seconds, outcome, " ".join(_marks(path))
 
-    def connections_terminated(self) -> tuple[float, str, str]:
+    def connections_terminated(self) -> Result:
         from django.db import connection
 
         from bench.workflows import fault_around_slow
@@ -141,9 +148,9 @@ class Scenarios:
         outcome = _finish(handle)
         seconds = time.monotonic() - fault
         worker.stop()
-        return seconds, outcome, " ".join(_marks(path))
+        return seconds, seconds, outcome, " ".join(_marks(path))
 
-    def process_exits_in_activity(self) -> tuple[float, str, str]:
+    def process_exits_in_activity(self) -> Result:
         from bench.workflows import fault_exits
 
         path = self._path()
@@ -152,9 +159,9 @@ class Scenarios:
         outcome = _finish(_start(fault_exits, str(path)))
         seconds = time.monotonic() - started
         worker.stop()
-        return seconds, outcome, " ".join(_marks(path))
+        return seconds, seconds, outcome, " ".join(_marks(path))
 
-    def broker_restarts_empty(self) -> tuple[float, str, str]:
+    def broker_restarts_empty(self) -> Result:
         from bench.workflows import fault_one
         from tests.support.redis_server import PrivateRedis
 
@@ -172,13 +179,24 @@ class Scenarios:
         broker.restart_empty()
         fault = time.monotonic()
         worker = Worker(env, self.workdir / "worker-after.log", queues=QUEUES)
+        _wait(lambda: any(_marks(p) for p in paths))
+        resumed = time.monotonic() - fault
         outcomes = {_finish(h) for h in handles}
         seconds = time.monotonic() - fault
         steps.kill()
         worker.stop()
         broker.kill()
-        return seconds, ", ".join(sorted(outcomes)), " ".join(
+        return resumed, seconds, ", ".join(sorted(outcomes)), " ".join(
             str(len(_marks(p))) for p in paths)
+
+
+#: (seconds until the work moved again, seconds until the outcome, outcome, marks)
+Result = tuple[float, float, str, str]
+
+
+def _step_claimed_by_a_live_worker(handle: Any) -> bool:
+    """The run was taken back from the dead worker: its next step ran (or runs) elsewhere."""
+    return len(handle.history()) >= 2
 
 
 def _refuse(*_: object) -> None:
@@ -189,7 +207,7 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="durable-faults-"))
     prepare_backend("postgres", workdir)
     run = Scenarios(workdir)
-    scenarios: list[tuple[str, Callable[[], tuple[float, str, str]]]] = [
+    scenarios: list[tuple[str, Callable[[], Result]]] = [
         ("whole worker SIGKILLed mid-activity, no timeout; new worker started",
          lambda: run.whole_worker_killed(None)),
         ("same, start_to_close_timeout=15s", lambda: run.whole_worker_killed(15.0)),
@@ -202,10 +220,11 @@ def main() -> int:
         ("activity that kills its own process, maximum_attempts=2 (start to failure)",
          run.process_exits_in_activity),
     ]
-    print(f"{'seconds':>8}  scenario — outcome — activity marks")
+    print(f"{'moved':>6} {'done':>6}  scenario — outcome — activity marks "
+          f"(seconds from the fault)")
     for name, scenario in scenarios:
-        seconds, outcome, marks = scenario()
-        print(f"{seconds:>8.1f}  {name} — {outcome} — {marks}", flush=True)
+        resumed, seconds, outcome, marks = scenario()
+        print(f"{resumed:>6.1f} {seconds:>6.1f}  {name} — {outcome} — {marks}", flush=True)
     return 0
 
 

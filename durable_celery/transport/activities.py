@@ -159,9 +159,10 @@ def _failed(message: dict[str, Any], error: Exception, worker_id: int, budget: E
         message, failure, worker_id=worker_id, stepper=worker_id,
         outcome=AttemptOutcome.TIMED_OUT if timed_out else AttemptOutcome.FAILED,
         celery_task_id=celery_task_id, eager=budget)
+    raised: BaseException = error.as_error() if isinstance(error, _AttemptTimedOut) else error
     if decision is None:
-        return "stale", error, []
-    return ("retry" if decision.retry else "failed"), error, claimed
+        return "stale", raised, []
+    return ("retry" if decision.retry else "failed"), raised, claimed
 
 
 class _AttemptTimedOut(Exception):
