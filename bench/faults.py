@@ -11,6 +11,7 @@ tests/e2e/test_liveness.py assert the behaviour, with short settings).
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -172,7 +173,10 @@ class Scenarios:
 
         publisher = outbox._publisher
         outbox.set_publisher(_refuse)  # the steps are asked for through the outbox
+        quiet = logging.getLogger(outbox.__name__)
+        level, quiet.level = quiet.level, logging.ERROR
         handles = [_start(fault_one, str(p)) for p in paths]
+        quiet.setLevel(level)
         outbox.set_publisher(publisher)  # type: ignore[arg-type]
         steps = Worker(env, self.workdir / "worker-steps.log", queues="bench-faults")
         _wait(lambda: all(h.history() for h in handles), timeout=60)
