@@ -141,6 +141,9 @@ def test_concurrent_sweeps_claim_a_due_fire_once(client, made, uid):
         thread.join(60)
     assert not failures, failures
     workflow_id = f"race-{uid}-{due:%Y%m%dT%H%M%SZ}"
+    # the shared worker's sweeper may have claimed the fire first (the threads then skip it):
+    # its transaction commits when it commits
+    wait_until(lambda: _run_exists(workflow_id), timeout=30, what="the fire's run")
     assert client.get_handle(workflow_id).result(timeout=30) == workflow_id
     info = schedule.describe()
     assert info["recent"] == [workflow_id] and info["runs_started"] == 1
@@ -312,3 +315,9 @@ def test_missed_fires_are_made_up_within_the_catchup_window_only(client, made, u
     for handle in runs_of(client, f"catch-{uid}")[:window]:
         assert handle.result(timeout=60) == handle.workflow_id
         assert count(f"{key}-{handle.workflow_id}") == 1
+
+
+def _run_exists(workflow_id: str) -> bool:
+    from durable_celery.models import WorkflowExecution
+
+    return WorkflowExecution.objects.filter(workflow_id=workflow_id).exists()
