@@ -54,7 +54,8 @@ def _use_result_backend(url: str) -> None:
 
     app = current_app._get_current_object()
     app.conf.result_backend = url
-    app._local.__dict__.pop("backend", None)  # the next use builds the new backend
+    app._backend = None  # the next use builds the new backend (Celery 5.5+)
+    app._local.__dict__.pop("backend", None)  # (older releases kept it thread-local)
 
 
 def _time_durable(definition: Any, *args: Any) -> float:
