@@ -24,6 +24,7 @@ from .signals import deliver_signal, lock_signal_ids
 __all__ = [
     "EXPORT_FORMAT",
     "IdReusePolicy",
+    "chain_end",
     "create_execution",
     "describe_execution",
     "export_run",
@@ -60,6 +61,7 @@ def create_execution(*, namespace: str, workflow_id: str, workflow_name: str, ta
                      args: list[Any], search: dict[str, str] | None = None,
                      entity: str | None = None, expire: float | None = None,
                      retry_policy: dict[str, Any] | None = None,
+                     document: dict[str, Any] | None = None,
                      parent_workflow_id: str | None = None, parent_run_id: str | None = None,
                      origin_workflow_id: str | None = None,
                      execution_timeout: float | None = None,
@@ -69,7 +71,9 @@ def create_execution(*, namespace: str, workflow_id: str, workflow_name: str, ta
     """Store a new run and request its first step, in one transaction.
 
     Earlier runs of the id are kept. With ``RETURN_EXISTING`` the latest run is returned when
-    there is one, and nothing is stored.
+    there is one, and nothing is stored. ``execution_timeout`` (seconds from now) stores the
+    run's deadline and the timer that interrupts it with ``DurableTimeoutError``; ``document``
+    is the initial entity document (a run continued as new keeps its predecessor's).
 
     Raises:
         DuplicateWorkflowError: A run of this id is still running in the namespace (or, with
@@ -97,7 +101,8 @@ def create_execution(*, namespace: str, workflow_id: str, workflow_name: str, ta
             now = timezone.now()
             execution = WorkflowExecution.objects.create(
                 namespace=namespace, workflow_id=workflow_id, workflow_name=workflow_name,
-                task_queue=task_queue, args=args, entity=entity or "", expire=expire,
+                task_queue=task_queue, args=args, entity=entity or "",
+                document=document if document is not None else {}, expire=expire,
                 retry_policy=retry_policy, parent_workflow_id=parent_workflow_id,
                 parent_run_id=parent_run_id, origin_workflow_id=origin_workflow_id,
                 previous_run_id=previous_run_id,
@@ -131,6 +136,18 @@ def get_execution(namespace: str, workflow_id: str,
         which = f" run {run_id!r}" if run_id else ""
         raise WorkflowNotFoundError(
             f"no workflow with id {workflow_id!r}{which} in namespace {namespace!r}")
+    return execution
+
+
+def chain_end(execution: WorkflowExecution) -> WorkflowExecution:
+    """The last run of the continue-as-new chain ``execution`` belongs to (itself when it did
+    not continue as new): where the workflow that run started is now."""
+    while execution.status == ExecutionStatus.CONTINUED:
+        following = WorkflowExecution.objects.named(execution.namespace, execution.workflow_id) \
+            .filter(previous_run_id=execution.run_id).order_by("id").first()
+        if following is None:
+            break
+        execution = following
     return execution
 
 
@@ -214,6 +231,7 @@ def describe_execution(execution: WorkflowExecution) -> dict[str, Any]:
         "parent_run_id": execution.parent_run_id,
         "origin_workflow_id": execution.origin_workflow_id,
         "previous_run_id": execution.previous_run_id,
+        "cancel_requested_at": execution.cancel_requested_at,
         "attempt": execution.attempt,
         "expire": execution.expire,
         "timeout_at": execution.timeout_at,
