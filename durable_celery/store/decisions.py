@@ -146,17 +146,17 @@ def _record_outcomes(execution: WorkflowExecution, decision: Decision,
     attempts: list[dict[str, Any]] = []
     for _, outcome in decision.outcomes:
         attempts += record_commands(execution, outcome.commands, decision.step, effects, eager)
-    for item, outcome in decision.outcomes:
-        if item.thread is None and outcome.cancelled and item.run is not None:
-            ended = end_cancelled_calls(execution, outcome.cancelled,
-                                        item.run.context.cancel_reason, effects)
-            attempts = [a for a in attempts if a["event"] not in ended]
     for event in decision.local_attempts:
         if eager.worker_id is not None:
             dispatch_attempt(execution, event, effects.now, effects.batch,
                              claim_for=eager.worker_id, celery_task_id=eager.task_id)
             attempts.append(activity_message(execution, event))
     effects.apply()
+    for item, outcome in decision.outcomes:  # after apply(): the step's own timers exist
+        if item.thread is None and outcome.cancelled and item.run is not None:
+            ended = end_cancelled_calls(execution, outcome.cancelled,
+                                        item.run.context.cancel_reason, effects)
+            attempts = [a for a in attempts if a["event"] not in ended]
     main: StepOutcome | None = None
     for item, outcome in decision.outcomes:
         if item.thread is None:

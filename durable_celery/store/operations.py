@@ -106,8 +106,12 @@ def signal_as_operator(namespace: str, signal_id: str, data: Any, user: str,
 
 
 def interrupt_as_operator(namespace: str, workflow_id: str, user: str,
-                          reason: str | None = None, descend: bool = False) -> list[str]:
+                          reason: str | None = None, descend: bool = False,
+                          run_id: str | None = None) -> list[str]:
     """Interrupt an execution (with ``descend``, its descendants) and record who did it.
+
+    ``run_id`` names the run acted on (default: the id's latest run); only a running run can
+    be interrupted, so a page showing an earlier run never reaches a later one.
 
     Returns:
         Ids of the executions interrupted (empty when it had already finished).
@@ -117,7 +121,7 @@ def interrupt_as_operator(namespace: str, workflow_id: str, user: str,
         OperationError: The execution has already finished.
     """
     with transaction.atomic():
-        execution = _locked(namespace, workflow_id)
+        execution = _locked(namespace, workflow_id, run_id)
         if not execution.is_active:
             raise OperationError(
                 f"workflow {workflow_id!r} is {execution.status}; only a pending or running "
@@ -165,12 +169,15 @@ def resume_as_operator(namespace: str, workflow_id: str, user: str,
     return report
 
 
-def retry_execution(namespace: str, workflow_id: str, user: str) -> dict[str, Any]:
+def retry_execution(namespace: str, workflow_id: str, user: str,
+                    run_id: str | None = None) -> dict[str, Any]:
     """Resume a failed workflow from its failed step, keeping the history before it.
 
     The same as :func:`resume_as_operator` for a run that failed: the failed activity rows
     (see :func:`failed_step_of`) run again with their attempts restarted (``mode`` ``activity``)
     or, when the workflow function itself failed, a new replay step runs it (``step``).
+
+    ``run_id`` names the run (default: the id's latest run).
 
     Returns:
         ``{"workflow_id", "mode": "activity" | "step", "events": [seq, ...]}``.
@@ -180,7 +187,7 @@ def retry_execution(namespace: str, workflow_id: str, user: str) -> dict[str, An
         OperationError: The execution has not failed.
     """
     with transaction.atomic():
-        execution = _locked(namespace, workflow_id)
+        execution = _locked(namespace, workflow_id, run_id)
         _require_failed(execution)
         previous = execution.error
         batch = OutboxBatch()
@@ -193,7 +200,8 @@ def retry_execution(namespace: str, workflow_id: str, user: str) -> dict[str, An
             "events": [row["seq"] for row in done.failed]}
 
 
-def rerun_activity(namespace: str, workflow_id: str, event_pk: int, user: str) -> dict[str, Any]:
+def rerun_activity(namespace: str, workflow_id: str, event_pk: int, user: str,
+                   run_id: str | None = None) -> dict[str, Any]:
     """Run a permanently failed activity call of a failed workflow again.
 
     Same mechanism as :func:`retry_execution`, for the given history row.
@@ -203,7 +211,7 @@ def rerun_activity(namespace: str, workflow_id: str, event_pk: int, user: str) -
         OperationError: The execution has not failed, or the row is not a failed activity of it.
     """
     with transaction.atomic():
-        execution = _locked(namespace, workflow_id)
+        execution = _locked(namespace, workflow_id, run_id)
         _require_failed(execution)
         row = HistoryEvent.objects.filter(pk=event_pk, execution=execution).first()
         if row is None or row.kind != "activity" or row.status != HistoryStatus.FAILED:
