@@ -56,14 +56,14 @@ class DurableClient:
             id_reuse_policy: What an id that already has runs does (earlier runs are never
                 deleted): ``"allow_duplicate"`` (default) starts a new run unless one is still
                 running; ``"reject_duplicate"`` refuses whenever the id has any run;
-                ``"return_existing"`` starts nothing and returns a handle on the latest run
+                ``"return_existing"`` starts nothing and returns a handle on the newest run
                 (the workflow id as an idempotency key).
             execution_timeout: Seconds (or duration text such as ``"10m"``) the workflow may
                 run; past it the run is interrupted and ``result()`` raises
                 ``DurableTimeoutError`` (596). Runs it continues as new keep the deadline.
 
         Returns:
-            A handle naming the run started (or, with ``return_existing``, the latest run).
+            A handle naming the run started (or, with ``return_existing``, the newest run).
 
         Raises:
             DuplicateWorkflowError: ``workflow_id`` is still running in the namespace (or, with
@@ -98,7 +98,8 @@ class DurableClient:
 
     def get_handle(self, workflow_id: str, run_id: str | None = None,
                    namespace: str | None = None) -> WorkflowHandle:
-        """A handle on an existing workflow: its latest run, or the run ``run_id``.
+        """A handle on an existing workflow: the run ``run_id``, or without one the id's current
+        run (the active run if there is one, else the newest), looked up at each use.
 
         No I/O until used; a workflow or run that does not exist raises
         ``WorkflowNotFoundError`` (naming the run id) at the first use.

@@ -23,10 +23,11 @@ class WorkflowHandle:
     A handle names a workflow id and, optionally, one run of it (``run_id``). A handle from
     ``client.start`` names the run it started; ``client.get_handle(id)`` names none.
 
-    * Reading — ``status()``, ``describe()``, ``history()`` — reads the named run, or the id's
-      latest run at the time of the call.
+    * Reading — ``status()``, ``describe()``, ``history()`` — reads the named run or, without
+      one, the id's current run at the time of the call (the active run if there is one, else
+      the newest).
     * ``result()`` and acting — ``signal``, ``cancel``, ``interrupt``, ``resume`` — apply to
-      the last run of the named run's continue-as-new chain (the latest run without one):
+      the last run of the named run's continue-as-new chain (the current run without one):
       where the workflow the run started is now.
     """
 
@@ -41,7 +42,7 @@ class WorkflowHandle:
 
     @property
     def run_id(self) -> str:
-        """The run this handle names; without one, the id's latest run, looked up now.
+        """The run this handle names; without one, the id's current run, looked up now.
 
         Raises:
             WorkflowNotFoundError: The workflow (or this run of it) does not exist.

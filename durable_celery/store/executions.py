@@ -26,6 +26,7 @@ __all__ = [
     "IdReusePolicy",
     "chain_end",
     "create_execution",
+    "current_run",
     "describe_execution",
     "export_run",
     "get_execution",
@@ -40,7 +41,7 @@ class IdReusePolicy(enum.StrEnum):
 
     ALLOW_DUPLICATE = "allow_duplicate"    #: a new run unless one is still running
     REJECT_DUPLICATE = "reject_duplicate"  #: refused whenever the id has any run
-    RETURN_EXISTING = "return_existing"    #: the latest run, whatever its state; nothing starts
+    RETURN_EXISTING = "return_existing"    #: the current run, whatever its state; nothing starts
 
     @classmethod
     def coerce(cls, value: str | IdReusePolicy) -> IdReusePolicy:
@@ -70,10 +71,11 @@ def create_execution(*, namespace: str, workflow_id: str, workflow_name: str, ta
                      batch: OutboxBatch | None = None) -> WorkflowExecution:
     """Store a new run and request its first step, in one transaction.
 
-    Earlier runs of the id are kept. With ``RETURN_EXISTING`` the latest run is returned when
-    there is one, and nothing is stored. ``execution_timeout`` (seconds from now) stores the
-    run's deadline and the timer that interrupts it with ``DurableTimeoutError``; ``document``
-    is the initial entity document (a run continued as new keeps its predecessor's).
+    Earlier runs of the id are kept. With ``RETURN_EXISTING`` the current run (see
+    :func:`current_run`) is returned when there is one, and nothing is stored.
+    ``execution_timeout`` (seconds from now) stores the run's deadline and the timer that
+    interrupts it with ``DurableTimeoutError``; ``document`` is the initial entity document (a
+    run continued as new keeps its predecessor's).
 
     Raises:
         DuplicateWorkflowError: A run of this id is still running in the namespace (or, with
@@ -85,13 +87,13 @@ def create_execution(*, namespace: str, workflow_id: str, workflow_name: str, ta
         with transaction.atomic():
             runs = WorkflowExecution.objects.named(namespace, workflow_id)
             if id_reuse_policy is not IdReusePolicy.ALLOW_DUPLICATE:
-                latest = runs.order_by("-id").first()
-                if latest is not None:
+                current = current_run(namespace, workflow_id)
+                if current is not None:
                     if id_reuse_policy is IdReusePolicy.RETURN_EXISTING:
-                        return latest
+                        return current
                     raise DuplicateWorkflowError(
                         f"workflow {workflow_id!r} already has a run in namespace "
-                        f"{namespace!r} ({latest.workflow_name}, {latest.status}) and "
+                        f"{namespace!r} ({current.workflow_name}, {current.status}) and "
                         f"id_reuse_policy is reject_duplicate")
             running = runs.filter(status__in=ACTIVE_STATUSES).first()
             if running is not None:
@@ -123,15 +125,26 @@ def create_execution(*, namespace: str, workflow_id: str, workflow_name: str, ta
     return execution
 
 
+def current_run(namespace: str, workflow_id: str) -> WorkflowExecution | None:
+    """The run of ``workflow_id`` that is active if there is one (an earlier run may have been
+    resumed), else its newest run; ``None`` when the id has no run."""
+    runs = WorkflowExecution.objects.named(namespace, workflow_id)
+    return runs.filter(status__in=ACTIVE_STATUSES).first() or runs.order_by("-id").first()
+
+
 def get_execution(namespace: str, workflow_id: str,
                   run_id: str | None = None) -> WorkflowExecution:
-    """Return the latest run of ``workflow_id``, or the run ``run_id``.
+    """Return the run ``run_id`` of ``workflow_id`` or, without one, its current run: the run
+    that is active if there is one (an earlier run may have been resumed), else the newest.
 
     Raises:
         WorkflowNotFoundError: There is none in this namespace.
     """
-    runs = WorkflowExecution.objects.named(namespace, workflow_id)
-    execution = (runs.filter(run_id=run_id) if run_id else runs).order_by("-id").first()
+    if run_id:
+        execution = WorkflowExecution.objects.named(namespace, workflow_id) \
+            .filter(run_id=run_id).first()
+    else:
+        execution = current_run(namespace, workflow_id)
     if execution is None:
         which = f" run {run_id!r}" if run_id else ""
         raise WorkflowNotFoundError(

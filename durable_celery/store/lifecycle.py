@@ -18,7 +18,7 @@ from ..models import (
     WorkflowExecution,
 )
 from .effects import StepEffects
-from .executions import create_execution, get_execution
+from .executions import create_execution, current_run, get_execution
 from .finish import FINISHED_FIELDS, child_outcome_for_parent, finish_execution
 from .outbox import OutboxBatch
 
@@ -140,9 +140,8 @@ def await_started_child(execution: WorkflowExecution, row: HistoryEvent,
     child_id = str(row.input.get("workflow_id", ""))
 
     def settle_if_ended() -> None:
-        latest = WorkflowExecution.objects.named(execution.namespace, child_id) \
-            .order_by("-id").values_list("pk", flat=True).first()
-        child = WorkflowExecution.objects.lock(latest) if latest is not None else None
+        found = current_run(execution.namespace, child_id)
+        child = WorkflowExecution.objects.lock(found.pk) if found is not None else None
         if child is None or child.parent_workflow_id != execution.workflow_id:
             error = WorkflowNotFoundError(
                 f"workflow {execution.workflow_id!r} started no child with id {child_id!r} in "

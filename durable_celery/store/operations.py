@@ -110,7 +110,7 @@ def interrupt_as_operator(namespace: str, workflow_id: str, user: str,
                           run_id: str | None = None) -> list[str]:
     """Interrupt an execution (with ``descend``, its descendants) and record who did it.
 
-    ``run_id`` names the run acted on (default: the id's latest run); only a running run can
+    ``run_id`` names the run acted on (default: the id's current run); only a running run can
     be interrupted, so a page showing an earlier run never reaches a later one.
 
     Returns:
@@ -146,8 +146,9 @@ def resume_as_operator(namespace: str, workflow_id: str, user: str,
 
     Raises:
         WorkflowNotFoundError: No run has this id (or this run id).
-        OperationError: The run is still pending or running, or it ended because its code
-            let a cancellation propagate (start the workflow again instead).
+        OperationError: The run is still pending or running, another run of the id is, or
+            the run ended because its code let a cancellation propagate (start the workflow
+            again instead).
     """
     with transaction.atomic():
         execution = _locked(namespace, workflow_id, run_id)
@@ -177,7 +178,7 @@ def retry_execution(namespace: str, workflow_id: str, user: str,
     (see :func:`failed_step_of`) run again with their attempts restarted (``mode`` ``activity``)
     or, when the workflow function itself failed, a new replay step runs it (``step``).
 
-    ``run_id`` names the run (default: the id's latest run).
+    ``run_id`` names the run (default: the id's current run).
 
     Returns:
         ``{"workflow_id", "mode": "activity" | "step", "events": [seq, ...]}``.
@@ -232,6 +233,16 @@ def _require_failed(execution: WorkflowExecution) -> None:
     if execution.status != ExecutionStatus.FAILED:
         raise OperationError(f"workflow {execution.workflow_id!r} is {execution.status}; only "
                              f"a failed workflow can be retried")
+    _require_no_other_active_run(execution)
+
+
+def _require_no_other_active_run(execution: WorkflowExecution) -> None:
+    running = WorkflowExecution.objects.named(execution.namespace, execution.workflow_id) \
+        .active().exclude(pk=execution.pk).values_list("run_id", flat=True).first()
+    if running is not None:
+        raise OperationError(
+            f"workflow {execution.workflow_id!r} has a later run {running} that is still "
+            f"running; run {execution.run_id} can run again once no run of the id is active")
 
 
 def _require_resumable(execution: WorkflowExecution) -> None:
@@ -239,6 +250,7 @@ def _require_resumable(execution: WorkflowExecution) -> None:
         raise OperationError(
             f"workflow {execution.workflow_id!r} (run {execution.run_id}) is "
             f"{execution.status}; only an interrupted or failed run can be resumed")
+    _require_no_other_active_run(execution)
     if (execution.error or {}).get("type") == "CancelledError":
         raise OperationError(
             f"workflow {execution.workflow_id!r} (run {execution.run_id}) was cancelled and its "

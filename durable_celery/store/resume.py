@@ -26,6 +26,7 @@ from ..models import (
     WorkflowThread,
 )
 from .dispatch import dispatch_attempt
+from .executions import current_run
 from .finish import child_outcome_for_parent
 from .outbox import OutboxBatch
 from .signals import lock_signal_ids, take_buffered_signal
@@ -149,9 +150,7 @@ def _reopen(execution: WorkflowExecution, row: HistoryEvent, now: datetime,
         else:
             _arm(execution, row, TimerKind.WAIT_TIMEOUT, row.input.get("timeout"), now)
     elif row.kind in ("child", "child_result"):
-        child = WorkflowExecution.objects.named(execution.namespace,
-                                                str(row.input.get("workflow_id", ""))) \
-            .order_by("-id").first()
+        child = current_run(execution.namespace, str(row.input.get("workflow_id", "")))
         if child is not None and not child.is_active \
                 and child.status != ExecutionStatus.CONTINUED:
             outcome = child_outcome_for_parent(child)

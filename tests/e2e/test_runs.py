@@ -122,3 +122,21 @@ def test_a_malformed_child_timeout_is_refused_in_the_workflow(client, uid):
     handle = client.start(lw.bad_child_timeout, uid, "whenever", workflow_id=f"badc-{uid}")
     result = handle.result(timeout=30)
     assert result.startswith("refused:") and "child execution_timeout" in result
+
+
+def test_an_earlier_run_is_not_resumed_while_a_later_one_runs(client, uid):
+    from durable_celery import OperationError
+
+    wid = f"two-{uid}"
+    first = client.start(lw.waits_forever, uid, workflow_id=wid)
+    first.interrupt("first stop")
+    second = client.start(lw.waits_forever, uid, workflow_id=wid)
+    with pytest.raises(OperationError, match="later run"):
+        first.resume()
+    assert first.status() == "interrupted" and second.status() in ("pending", "running")
+    second.interrupt()
+    assert first.resume().status() == "running"  # no run of the id is active any more
+    current = client.get_handle(wid)  # the active run, though a later one exists
+    assert current.run_id == first.run_id and current.status() == "running"
+    assert current.interrupt() == [wid]
+    assert client.get_handle(wid).run_id == second.run_id  # none active: the newest

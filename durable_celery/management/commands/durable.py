@@ -117,13 +117,13 @@ class Command(BaseCommand):
         self._emit(rows, _table(LIST_COLUMNS, rows))
 
     def do_describe(self, options: dict[str, Any]) -> None:
-        """One execution's ``describe()`` (the latest run, or ``--run``)."""
+        """One execution's ``describe()`` (the current run, or ``--run``)."""
         info = describe_execution(get_execution(self.namespace, options["workflow_id"],
                                                 options.get("run_id")))
         self._emit(info, "\n".join(f"{key:<20} {_text(value)}" for key, value in info.items()))
 
     def do_history(self, options: dict[str, Any]) -> None:
-        """One execution's ``history()`` (the latest run, or ``--run``)."""
+        """One execution's ``history()`` (the current run, or ``--run``)."""
         rows = history_of(get_execution(self.namespace, options["workflow_id"],
                                         options.get("run_id")))
         text = _table(HISTORY_COLUMNS + ("outcome",), [
@@ -249,12 +249,12 @@ def _add_run_subcommands(sub: Any, add: Any) -> None:
     """``--run`` on describe/history, and the ``runs``, ``resume`` and ``cancel`` subcommands."""
     for name in ("describe", "history"):
         sub.choices[name].add_argument("--run", dest="run_id", default=None, metavar="RUN_ID",
-                                       help="a run of the id (default: the latest)")
+                                       help="a run of the id (default: the current one)")
     add("runs", "list every run of a workflow id, newest first").add_argument("workflow_id")
     p = add("resume", "resume an interrupted or failed run from where it stopped")
     p.add_argument("workflow_id")
     p.add_argument("--run", dest="run_id", default=None, metavar="RUN_ID",
-                   help="a run of the id (default: the latest)")
+                   help="a run of the id (default: the current one)")
     p = add("cancel", "ask a running workflow to cancel itself; its cleanup code runs")
     p.add_argument("workflow_id")
     p.add_argument("--descend", action="store_true", help="also cancel running descendants")
