@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .conf import durable_setting
-from .durations import parse_duration
+from .durations import parse_duration, parse_timeout
 from .errors import UnknownWorkflowError
 from .handle import WorkflowHandle
 from .payloads import encode
@@ -42,8 +42,9 @@ class DurableClient:
               search: dict[str, Any] | None = None, entity: str | None = None,
               expire: float | str | None = None,
               retry_policy: RetryPolicy | dict[str, Any] | None = None,
-              namespace: str | None = None) -> WorkflowHandle:
-        """Store a new workflow execution and queue its first step.
+              namespace: str | None = None, id_reuse_policy: str = "allow_duplicate",
+              execution_timeout: float | str | None = None) -> WorkflowHandle:
+        """Store a new run of a workflow and queue its first step.
 
         Args:
             workflow: The definition, or its registered name.
@@ -57,17 +58,33 @@ class DurableClient:
             expire: Seconds to keep the execution after it ends (stored).
             retry_policy: Retries of the workflow function itself (default ``RetryPolicy()``).
             namespace: Namespace (default: the client's).
+            id_reuse_policy: What an id that already has runs does (earlier runs are never
+                deleted): ``"allow_duplicate"`` (default) starts a new run unless one is still
+                running; ``"reject_duplicate"`` refuses whenever the id has any run;
+                ``"return_existing"`` starts nothing and returns a handle on the newest run
+                (the workflow id as an idempotency key).
+            execution_timeout: Seconds (or duration text such as ``"10m"``) the workflow may
+                run; past it the run is interrupted and ``result()`` raises
+                ``DurableTimeoutError`` (596). Runs it continues as new keep the deadline.
+
+        Returns:
+            A handle naming the run started (or, with ``return_existing``, the newest run).
 
         Raises:
-            DuplicateWorkflowError: ``workflow_id`` is still running in the namespace.
+            DuplicateWorkflowError: ``workflow_id`` is still running in the namespace (or, with
+                ``reject_duplicate``, has any run).
+            ValueError: An unknown ``id_reuse_policy``; a malformed, negative or zero
+                ``execution_timeout``.
             UnknownWorkflowError: ``workflow`` names nothing registered and no ``task_queue``
                 says where it lives.
             TypeError: The arguments do not fit the workflow function's signature (too many,
                 too few, or not rebuildable as its hints say); nothing is stored.
             NotJSONSerializableError: An argument is not JSON (a ``TypeError``).
         """
-        from .store.executions import create_execution
+        from .store.executions import IdReusePolicy, create_execution
 
+        reuse = IdReusePolicy.coerce(id_reuse_policy)
+        timeout = parse_timeout(execution_timeout, what="execution_timeout")
         name, default_queue, definition = _resolve(workflow, task_queue)
         stored_args = definition.check_args(args) if definition is not None else encode(
             list(args), where=f"arguments of workflow {name!r}")
@@ -76,18 +93,44 @@ class DurableClient:
         ns = namespace or self.namespace
         wid = workflow_id or f"{name}-{uuid.uuid4().hex}"
         _check_identity(ns, wid, task_queue or default_queue, entity, fields)
-        create_execution(
+        execution = create_execution(
             namespace=ns, workflow_id=wid, workflow_name=name,
             task_queue=task_queue or default_queue, args=stored_args, search=fields,
             entity=entity,
             expire=None if expire is None else parse_duration(expire, what="expire"),
-            retry_policy=policy.to_dict() if policy else None)
-        return WorkflowHandle(wid, ns)
+            retry_policy=policy.to_dict() if policy else None, execution_timeout=timeout,
+            id_reuse_policy=reuse)
+        return WorkflowHandle(wid, ns, run_id=execution.run_id)
 
-    def get_handle(self, workflow_id: str, namespace: str | None = None) -> WorkflowHandle:
-        """A handle on an existing workflow (no I/O until used)."""
+    def get_handle(self, workflow_id: str, run_id: str | None = None,
+                   namespace: str | None = None) -> WorkflowHandle:
+        """A handle on an existing workflow: the run ``run_id``, or without one the id's current
+        run (the active run if there is one, else the newest), looked up at each use.
+
+        No I/O until used; a workflow or run that does not exist raises
+        ``WorkflowNotFoundError`` (naming the run id) at the first use.
+
+        Raises:
+            TypeError: ``run_id`` is given but not a non-empty str.
+        """
         check_text(workflow_id, "workflow_id")
-        return WorkflowHandle(workflow_id, namespace or self.namespace)
+        if run_id is not None and (not isinstance(run_id, str) or not run_id):
+            raise TypeError(f"run_id must be a non-empty str or None, got {run_id!r}")
+        return WorkflowHandle(workflow_id, namespace or self.namespace, run_id=run_id)
+
+    def list_runs(self, workflow_id: str, namespace: str | None = None) -> list[WorkflowHandle]:
+        """Every run of ``workflow_id``, newest first, each as a handle naming its run.
+
+        Runs accumulate when an id is started again after it ended and when a workflow
+        continues as new (``describe()["previous_run_id"]`` links those). Empty when the id
+        has no run.
+        """
+        from .models import WorkflowExecution
+
+        ns = namespace or self.namespace
+        runs = WorkflowExecution.objects.named(ns, workflow_id).order_by("-id") \
+            .values_list("run_id", flat=True)
+        return [WorkflowHandle(workflow_id, ns, run_id=run_id) for run_id in runs]
 
     def signal(self, signal_id: str, data: Any, namespace: str | None = None) -> int:
         """Deliver ``data`` to every workflow thread waiting on ``signal_id``.
@@ -176,7 +219,9 @@ class DurableClient:
 
     def search(self, workflow_name: str | None = None, status: str | None = None,
                namespace: str | None = None, **fields: Any) -> list[WorkflowHandle]:
-        """Workflows whose search fields equal every given value, newest first.
+        """Workflows whose search fields equal every given value, newest first: one handle per
+        workflow id, naming its newest run that matches (a workflow that continued as new
+        keeps its search fields in every run).
 
         Values compare as text (``str(value)``). Each field is answered by the ``(key, value)``
         index of the search fields, so the cost does not grow with the number of executions.
@@ -185,7 +230,10 @@ class DurableClient:
 
         ns = namespace or self.namespace
         qs = search_executions(ns, workflow_name, status, fields)
-        return [WorkflowHandle(wid, ns) for wid in qs.values_list("workflow_id", flat=True)]
+        newest: dict[str, str] = {}  # one handle per workflow id, naming its newest match
+        for wid, run_id in qs.values_list("workflow_id", "run_id"):
+            newest.setdefault(wid, run_id)
+        return [WorkflowHandle(wid, ns, run_id=run_id) for wid, run_id in newest.items()]
 
     def find_entities(self, entity: str, where: dict[str, Any] | None = None, *,
                       status: str | None = None, limit: int | None = None, offset: int = 0,

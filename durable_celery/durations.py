@@ -7,9 +7,10 @@ import re
 
 from pytimeparse import parse as _parse_words
 
+from .engine.context import check_timer_seconds
 from .errors import InvalidArgumentError
 
-__all__ = ["parse_duration"]
+__all__ = ["parse_duration", "parse_timeout"]
 
 _MILLISECONDS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:ms|msecs?|milliseconds?)\s*$", re.IGNORECASE)
 _BARE_NUMBER = re.compile(r"^\s*\d+(?:\.\d+)?\s*$")
@@ -49,3 +50,18 @@ def parse_duration(value: str | int | float, *, what: str = "duration") -> float
             f"'30s', '5 minutes', '2h', '7d', '250ms'"
         )
     return seconds
+
+
+def parse_timeout(value: str | int | float | None, *, what: str) -> float | None:
+    """Seconds of a time limit such as ``execution_timeout`` (``None`` stays ``None``).
+
+    Raises:
+        InvalidArgumentError: (a ``ValueError``) malformed, negative, zero, or longer than a
+            durable timer can wait (100 years).
+    """
+    if value is None:
+        return None
+    seconds = parse_duration(value, what=what)
+    if seconds <= 0:
+        raise InvalidArgumentError(f"{what} must be more than 0 seconds, got {value!r}")
+    return check_timer_seconds(seconds, what)

@@ -18,6 +18,7 @@ from typing import Any
 
 __all__ = [
     "CompleteAsyncError",
+    "ContinueAsNewError",
     "DurableChildError",
     "DurableError",
     "DurableFatalError",
@@ -34,6 +35,7 @@ __all__ = [
     "InvalidArgumentError",
     "NotJSONSerializableError",
     "NonDeterminismError",
+    "OperationError",
     "PayloadConversionError",
     "ScheduleNotFoundError",
     "UnknownActivityError",
@@ -88,6 +90,11 @@ class DurableInterruption(_Coded, BaseException):
 
 class CompleteAsyncError(DurableInterruption):
     """Raised by ``activity.raise_complete_async()``: the attempt completes from elsewhere."""
+
+
+class ContinueAsNewError(DurableInterruption):
+    """Raised by ``workflow.continue_as_new``: this run ends and a new run of the same workflow
+    id starts with the arguments given. Let it propagate (``did_interrupt`` is true for it)."""
 
 
 class DurableSleepError(DurableInterruption):
@@ -170,6 +177,13 @@ class WorkflowNotRunningError(DurableError):
     """The workflow has finished; it cannot receive this request."""
 
 
+class OperationError(DurableError):
+    """An operation cannot be applied to the run in its current state (resuming a running
+    run, retrying one that did not fail …)."""
+
+    code = 400
+
+
 class NonDeterminismError(DurableError):
     """Replay reached a different durable call than history recorded at that position."""
 
@@ -208,7 +222,7 @@ _BY_NAME: dict[str, type[_Coded]] = {
                 DurableInterruptedError, NonDeterminismError, UnknownActivityError,
                 UnknownWorkflowError, WorkflowSandboxError, DuplicateWorkflowError,
                 InvalidArgumentError, NotJSONSerializableError, PayloadConversionError,
-                ScheduleNotFoundError,
+                ScheduleNotFoundError, OperationError,
                 WorkflowNotFoundError, WorkflowNotRunningError, DurableError)
 }
 _BY_CODE: dict[int, type[_Coded]] = {

@@ -6,66 +6,105 @@ import time
 from typing import Any
 
 from .conf import durable_setting
-from .errors import DurableInterruptedError, WorkflowNotRunningError, error_from_dict
+from .errors import WorkflowNotRunningError, error_from_dict
 from .payloads import decode_result
 from .registry import lookup_workflow
 
 __all__ = ["WorkflowHandle"]
 
+#: What an interrupted run without a stored error raises from ``result()``.
+_INTERRUPTED = {"class": "DurableInterruptedError", "type": "DurableInterruptedError",
+                "message": "interrupted", "code": 410}
+
 
 class WorkflowHandle:
-    """Observe and act on the workflow ``workflow_id`` in ``namespace``."""
+    """Observe and act on the workflow ``workflow_id`` in ``namespace``.
 
-    def __init__(self, workflow_id: str, namespace: str) -> None:
+    A handle names a workflow id and, optionally, one run of it (``run_id``). A handle from
+    ``client.start`` names the run it started; ``client.get_handle(id)`` names none.
+
+    * Reading — ``status()``, ``describe()``, ``history()`` — reads the named run or, without
+      one, the id's current run at the time of the call (the active run if there is one, else
+      the newest).
+    * ``result()`` and acting — ``signal``, ``cancel``, ``interrupt``, ``resume`` — apply to
+      the last run of the named run's continue-as-new chain (the current run without one):
+      where the workflow the run started is now.
+    """
+
+    def __init__(self, workflow_id: str, namespace: str, run_id: str | None = None) -> None:
         self.workflow_id = workflow_id
         self.namespace = namespace
+        self._run_id = run_id
 
     def __repr__(self) -> str:
-        return f"WorkflowHandle({self.workflow_id!r}, namespace={self.namespace!r})"
+        run = f", run_id={self._run_id!r}" if self._run_id else ""
+        return f"WorkflowHandle({self.workflow_id!r}, namespace={self.namespace!r}{run})"
+
+    @property
+    def run_id(self) -> str:
+        """The run this handle names; without one, the id's current run, looked up now.
+
+        Raises:
+            WorkflowNotFoundError: The workflow (or this run of it) does not exist.
+        """
+        return self._run_id or str(self._execution().run_id)
 
     def _execution(self) -> Any:
         from .store.executions import get_execution
 
-        return get_execution(self.namespace, self.workflow_id)
+        return get_execution(self.namespace, self.workflow_id, self._run_id)
+
+    def _current(self) -> Any:
+        from .store.executions import chain_end
+
+        return chain_end(self._execution())
 
     def result(self, timeout: float | None = None) -> Any:
         """Block until the workflow ends; return its value or raise its terminal error.
 
+        A run that continued as new is followed to the next run, until the last one ends.
         When the workflow's definition is registered in this process, the value is rebuilt by
         its return annotation (dataclasses, pydantic models); otherwise the stored JSON returns.
 
         Raises:
             DurableError: The workflow failed (its class, ``.code`` and ``.message``).
-            DurableInterruptedError: It was interrupted (code 410).
+            DurableInterruptedError: It was interrupted or cancelled (code 410).
+            DurableTimeoutError: Its ``execution_timeout`` passed (code 596).
             TimeoutError: ``timeout`` seconds passed first.
         """
+        from .store.executions import chain_end, get_execution
+
         deadline = None if timeout is None else time.monotonic() + timeout
         interval = float(durable_setting("DURABLE_RESULT_POLL_INTERVAL"))
+        run_id = self._run_id
         while True:
-            execution = self._execution()
+            execution = chain_end(get_execution(self.namespace, self.workflow_id, run_id))
+            run_id = execution.run_id
             if execution.status == "completed":
                 return _rebuilt_result(execution.workflow_name, execution.result)
             if execution.status == "failed":
                 raise error_from_dict(execution.error or {})
             if execution.status == "interrupted":
-                raise DurableInterruptedError((execution.error or {}).get("message", "interrupted"))
+                raise error_from_dict({**_INTERRUPTED, **(execution.error or {})})
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"workflow {self.workflow_id!r} did not finish within "
                                    f"{timeout}s (status {execution.status})")
             time.sleep(interval)
 
     def status(self) -> str:
-        """``pending``, ``running``, ``completed``, ``failed`` or ``interrupted``."""
+        """``pending``, ``running``, ``completed``, ``failed``, ``interrupted`` — or
+        ``continued`` for a named run that continued as new."""
         return str(self._execution().status)
 
     def describe(self) -> dict[str, Any]:
-        """Identity, status, outcome, search fields, entity and lineage."""
+        """Identity (``workflow_id``, ``run_id``), status, outcome, search fields, entity and
+        lineage (``parent_workflow_id``, ``previous_run_id`` …)."""
         from .store.executions import describe_execution
 
         return describe_execution(self._execution())
 
     def history(self) -> list[dict[str, Any]]:
-        """Every recorded durable call, in order."""
+        """Every recorded durable call of the run, in order."""
         from .store.executions import history_of
 
         return history_of(self._execution())
@@ -77,7 +116,7 @@ class WorkflowHandle:
             WorkflowNotFoundError: The workflow does not exist.
             WorkflowNotRunningError: It has finished.
         """
-        execution = self._execution()
+        execution = self._current()
         if not execution.is_active:
             raise WorkflowNotRunningError(
                 f"workflow {self.workflow_id!r} is {execution.status}; signal {signal_id!r} "
@@ -86,15 +125,65 @@ class WorkflowHandle:
 
         return DurableClient(namespace=self.namespace).signal(signal_id, data)
 
+    def cancel(self, reason: str | None = None, descend: bool = False) -> list[str]:
+        """Ask the workflow to cancel itself (with ``descend``, its running descendants too).
+
+        Cooperative: the durable calls the workflow waits on raise ``asyncio.CancelledError``
+        in the workflow function; its ``finally:`` / ``except CancelledError:`` blocks may make
+        durable calls (cleanup activities), which run normally. If the function lets the error
+        propagate, the run ends ``interrupted`` (``result()`` raises
+        ``DurableInterruptedError``); if it returns, the run completes with that value. Running
+        activities whose call was cancelled learn it at their next heartbeat
+        (``activity.get_context().cancelled``; ``activity.heartbeat()`` raises
+        ``asyncio.CancelledError``). Cancelling a run that has ended, or asking twice, does
+        nothing.
+
+        Returns:
+            The ids whose cancellation this call requested (empty when the run had ended).
+
+        Raises:
+            WorkflowNotFoundError: The workflow does not exist.
+        """
+        from .store.lifecycle import request_cancel
+
+        execution = self._current()
+        return request_cancel(self.namespace, self.workflow_id, execution.run_id, reason,
+                              descend)
+
     def interrupt(self, reason: str | None = None, descend: bool = False) -> list[str]:
-        """End the workflow as interrupted (with ``descend``, its descendants too).
+        """End the workflow as interrupted (with ``descend``, its descendants too): a hard stop,
+        no workflow code runs afterwards.
 
         Returns:
             The ids interrupted; empty when the workflow had already finished.
         """
         from .store.executions import interrupt_execution
 
+        if not self._current().is_active:
+            return []
         return interrupt_execution(self.namespace, self.workflow_id, reason, descend)
+
+    def resume(self) -> WorkflowHandle:
+        """Continue an interrupted or failed run from where it stopped.
+
+        Recorded outcomes stay; the calls that were open when it ended are issued again (and,
+        for a failed run, the failed activity calls its failure came from run again with fresh
+        attempts). Resuming a completed run does nothing. Recorded in the run's history as an
+        operator action of user ``client``.
+
+        Returns:
+            This handle.
+
+        Raises:
+            OperationError: The run is still pending or running, or its code ended with a
+                cancellation (start the workflow again instead).
+            WorkflowNotFoundError: The workflow does not exist.
+        """
+        from .store.operations import resume_as_operator
+
+        execution = self._current()
+        resume_as_operator(self.namespace, self.workflow_id, "client", run_id=execution.run_id)
+        return self
 
 
 def _rebuilt_result(workflow_name: str, value: Any) -> Any:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import (
+    ContinueAsNewError,
     DurableChildError,
     DurableError,
     DurableInterruption,
@@ -26,7 +27,14 @@ from ..errors import (
     NonDeterminismError,
     error_from_dict,
 )
-from .history import BLOCKING_KINDS, Command, HistoryRecord
+from .history import (
+    BLOCKING_KINDS,
+    CANCEL_KIND,
+    CANCEL_POSITION,
+    PATCH_KIND,
+    Command,
+    HistoryRecord,
+)
 
 __all__ = [
     "MAX_TIMER_SECONDS",
@@ -49,6 +57,7 @@ _SUSPENSION_BY_KIND: dict[str, type[DurableInterruption]] = {
     "sleep": DurableSleepError,
     "wait": DurableWaitForError,
     "child": DurableChildError,
+    "child_result": DurableChildError,
 }
 
 
@@ -118,13 +127,24 @@ class ReplayContext:
     (:mod:`durable_celery.engine.cache`). Each step begins with :meth:`begin_step` and ends with
     :meth:`end_step`, which turns the step's commands into history.
 
+    Cancellation: a ``cancel`` record (:data:`~durable_celery.engine.history.CANCEL_KIND` at
+    position 0) is delivered like an outcome — at the phase of the step that first saw it, after
+    that step's other outcomes — and ends every call still waiting at that moment with
+    ``asyncio.CancelledError``. Calls made afterwards (cleanup in ``finally:``) run normally.
+    Delivered from history or to a run kept in memory, it lands at the same point.
+
     Attributes:
         info: Identity of the workflow (``info.step`` is the number of the current step).
-        history: Records of this thread, by position.
+        history: Records of this thread, by position (a cancel record is kept apart).
         commands: Calls made for the first time in this step, in position order.
         port: What storage offers during the step: ``port.perform(kind, operation, args)``
             computes the outcome of a call whose effect lives in the database (search fields,
             the entity document) inside the step's own transaction. ``None`` outside storage.
+        cancel: The cancellation request of this run, if history has one.
+        cancel_delivered: Whether it has been delivered to the workflow.
+        cancelled_now: Positions whose calls a cancellation first delivered in this step ended
+            (storage marks them cancelled).
+        continued: The stored arguments of ``workflow.continue_as_new``, once called.
     """
 
     info: WorkflowInfo
@@ -135,11 +155,20 @@ class ReplayContext:
     fatal: BaseException | None = None
     unwinding: bool = False
     phase: float = 0
+    cancel: HistoryRecord | None = None
+    cancel_delivered: bool = False
+    cancelled_now: list[int] = field(default_factory=list)
+    continued: list[Any] | None = None
     _waiting: dict[float, list[int]] = field(default_factory=dict)
     _pending: dict[int, tuple[DurableCall, bool]] = field(default_factory=dict)
     _last_recorded: int = 0
 
     def __post_init__(self) -> None:
+        record = self.history.get(CANCEL_POSITION)
+        if record is not None and record.kind == CANCEL_KIND:
+            del self.history[CANCEL_POSITION]
+            if record.resolved:
+                self.cancel = record
         self._last_recorded = max(self.history, default=0)
 
     # -- what the workflow API calls ----------------------------------------------------------
@@ -238,6 +267,31 @@ class ReplayContext:
                                      dict(input or {}), status="completed", result=value))
         return value, True
 
+    def patch(self, patch_id: str) -> bool:
+        """``workflow.patched`` / ``deprecate_patch``: whether this run takes the patched code.
+
+        A marker at the next position (same patch id) means a run that had the patch: the
+        position is taken and the answer is ``True``. Another call recorded at that position
+        means history from before the patch: no position is taken and the answer is ``False``.
+        A position history does not hold yet is reached for the first time, by code that has
+        the patch: the marker is recorded and the answer is ``True``.
+        """
+        if self.continued is not None or self.unwinding or self.fatal is not None:
+            self._take_position(PATCH_KIND, patch_id)  # raises what any call raises now
+        record = self.history.get(self.counter + 1)
+        if record is not None and not (record.kind == PATCH_KIND and record.name == patch_id):
+            return False
+        self.record_now(PATCH_KIND, patch_id, lambda _seq: True)
+        return True
+
+    def continue_as_new(self, args: list[Any]) -> ContinueAsNewError:
+        """Mark this run as continuing as new with the stored ``args``; return the error that
+        unwinds the workflow function (any durable call made while it unwinds raises it
+        again)."""
+        if self.continued is None:
+            self.continued = list(args)
+        return ContinueAsNewError(f"workflow {self.info.workflow_name!r} continues as new")
+
     # -- what the runner calls ----------------------------------------------------------------
 
     def begin_step(self, info: WorkflowInfo, port: Any) -> None:
@@ -255,18 +309,24 @@ class ReplayContext:
                 command.seq, command.dimension, command.kind, command.name, command.status,
                 command.result, command.error, step if resolved else None)
         self.commands = []
+        self.cancelled_now = []
         self._last_recorded = max(self._last_recorded, self.counter)
 
     def next_phase(self) -> float | None:
         """The earliest moment at which a stored outcome still to deliver arrived (``inf`` =
         during this step), or ``None`` when there is nothing left to deliver."""
-        return min(self._waiting, default=None)
+        cancel = self._cancel_phase()
+        phases = [*self._waiting, *([] if cancel is None else [cancel])]
+        return min(phases, default=None)
 
     def deliver(self, phase: float) -> None:
-        """Resolve the calls whose outcomes arrived at ``phase``."""
+        """Resolve the calls whose outcomes arrived at ``phase``, then deliver a cancellation
+        that arrived then."""
         self.phase = phase
         for seq in self._waiting.pop(phase, []):
             self._settle(seq, self.history[seq])
+        if self._cancel_phase() == phase:
+            self._deliver_cancel()
 
     def deliver_new(self, records: list[HistoryRecord]) -> list[int]:
         """Resolve waiting calls of a run kept in memory with outcomes new to this step.
@@ -279,11 +339,17 @@ class ReplayContext:
             are ignored).
         """
         delivered = []
+        cancel = None
         for record in sorted(records, key=lambda r: r.seq):
-            if record.resolved and record.seq in self._pending:
+            if record.kind == CANCEL_KIND and record.seq == CANCEL_POSITION:
+                cancel = record
+            elif record.resolved and record.seq in self._pending:
                 self.history[record.seq] = record
                 self._settle(record.seq, record)
                 delivered.append(record.seq)
+        if cancel is not None and cancel.resolved and self.cancel is None:
+            self.cancel = cancel
+            self._deliver_cancel()
         return delivered
 
     def pending_calls(self) -> list[DurableCall]:
@@ -309,7 +375,32 @@ class ReplayContext:
         """Highest position history holds for this thread."""
         return self._last_recorded
 
+    @property
+    def cancel_reason(self) -> str:
+        """The reason the cancellation request gave (or a default)."""
+        result = self.cancel.result if self.cancel is not None else None
+        reason = result.get("reason") if isinstance(result, dict) else None
+        return str(reason) if reason else "workflow cancelled"
+
     # -- internals ----------------------------------------------------------------------------
+
+    def _cancel_phase(self) -> float | None:
+        if self.cancel is None or self.cancel_delivered:
+            return None
+        observed = self.cancel.observed_step
+        return float(observed) if observed is not None else math.inf
+
+    def _deliver_cancel(self) -> None:
+        """End every waiting call with ``asyncio.CancelledError`` (once per run)."""
+        self.cancel_delivered = True
+        first_time = self.cancel is not None and self.cancel.observed_step is None
+        message = self.cancel_reason
+        for seq, (call, _) in sorted(self._pending.items()):
+            if not call.future.done():
+                call.future.cancel(message)
+                if first_time:
+                    self.cancelled_now.append(seq)
+        self._pending.clear()
 
     def _settle(self, seq: int, record: HistoryRecord) -> None:
         pending = self._pending.pop(seq, None)
@@ -317,6 +408,10 @@ class ReplayContext:
             _resolve(pending[0].future, record, pending[1])
 
     def _take_position(self, kind: str, name: str) -> int:
+        if self.continued is not None:
+            raise ContinueAsNewError(
+                f"workflow {self.info.workflow_name!r} continues as new; no durable call can "
+                f"run after workflow.continue_as_new")
         if self.unwinding:
             raise _SUSPENSION_BY_KIND.get(kind, DurableProxyError)(
                 "the workflow is suspended; no durable call can run now")
@@ -327,12 +422,16 @@ class ReplayContext:
         record = self.history.get(seq)
         if record is not None and (record.kind != kind or record.name != name):
             dimension = self.info.workflow_dimension
+            lost_patch = (f"; the code no longer has patch {record.name!r} (keep "
+                          f"workflow.deprecate_patch({record.name!r}) at this point while runs "
+                          f"that recorded it may still replay)"
+                          if record.kind == PATCH_KIND else "")
             self.fatal = NonDeterminismError(
                 f"workflow {self.info.workflow_name!r} (id {self.info.workflow_id!r}) is not "
                 f"deterministic at position {seq}"
                 f"{' of thread ' + repr(dimension) if dimension else ''}: "
                 f"history recorded {record.kind} {record.name!r}, but the code now calls "
-                f"{kind} {name!r}")
+                f"{kind} {name!r}{lost_patch}")
             raise self.fatal
         return seq
 

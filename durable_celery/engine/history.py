@@ -7,14 +7,26 @@ from typing import Any
 
 __all__ = [
     "BLOCKING_KINDS",
+    "CANCEL_KIND",
+    "CANCEL_POSITION",
     "Command",
     "HistoryRecord",
+    "PATCH_KIND",
     "RESOLVED_STATUSES",
     "StepStatus",
 ]
 
 #: Kinds whose outcome arrives later, from outside the step (an activity, a timer, a signal…).
-BLOCKING_KINDS = frozenset({"activity", "sleep", "wait", "child"})
+BLOCKING_KINDS = frozenset({"activity", "sleep", "wait", "child", "child_result"})
+
+#: Kind of the record of a cancellation request (``handle.cancel()``). It sits at
+#: :data:`CANCEL_POSITION` of the main thread, a position no call takes, and its
+#: ``observed_step`` is the step that delivered it to the workflow.
+CANCEL_KIND = "cancel"
+CANCEL_POSITION = 0
+
+#: Kind of a ``workflow.patched`` / ``deprecate_patch`` marker; its name is the patch id.
+PATCH_KIND = "patch"
 
 #: History statuses that carry an outcome.
 RESOLVED_STATUSES = frozenset({"completed", "failed"})
@@ -82,3 +94,8 @@ class StepStatus:
     COMPLETED = "completed"
     FAILED = "failed"
     SUSPENDED = "suspended"
+    #: The function ended with the ``asyncio.CancelledError`` a cancellation raised in it.
+    CANCELLED = "cancelled"
+    #: The function called ``workflow.continue_as_new``; ``StepOutcome.result`` holds the
+    #: arguments of the next run.
+    CONTINUED = "continued"

@@ -67,7 +67,14 @@ class ReplayEventLoop(asyncio.BaseEventLoop):
         call = current_context().sleep(delay)
 
         async def fire() -> None:
-            await call
+            try:
+                await call
+            except asyncio.CancelledError as cancelled:
+                # A cancellation ended the durable sleep: the workflow's asyncio.sleep raises it.
+                waiter = args[0] if args else None
+                if isinstance(waiter, asyncio.Future) and not waiter.done():
+                    waiter.cancel(*cancelled.args[:1])
+                raise
             if not handle.cancelled():
                 handle._run()
 

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from ..errors import (
     DurableFatalError,
+    DurableInterruptedError,
     DurableInterruption,
     DurableMaxedError,
     DurableTimeoutError,
@@ -26,7 +27,7 @@ from ..errors import (
     safe_str,
 )
 from .context import ReplayContext, WorkflowInfo
-from .history import Command, HistoryRecord, StepStatus
+from .history import PATCH_KIND, Command, HistoryRecord, StepStatus
 from .loop import ReplayEventLoop
 
 __all__ = ["ReplayStep", "StepOutcome", "WorkflowInterceptor", "WorkflowRun"]
@@ -54,6 +55,12 @@ class StepOutcome:
         error: The failure when failed.
         retryable: Whether the workflow's retry policy applies to ``error``.
         counter: Positions the thread used.
+        cancelled: Positions of calls that a cancellation delivered in this step ended (the
+            workflow no longer waits for them).
+
+    ``cancelled``: the function let the cancellation's ``asyncio.CancelledError`` propagate;
+    ``error`` is the ``DurableInterruptedError`` the run ends with. ``continued``: ``result``
+    holds the arguments of the next run.
     """
 
     status: str
@@ -62,6 +69,7 @@ class StepOutcome:
     error: BaseException | None = None
     retryable: bool = False
     counter: int = 0
+    cancelled: list[int] = field(default_factory=list)
 
 
 class WorkflowRun:
@@ -197,24 +205,31 @@ class WorkflowRun:
         outcome = self._classify(task)
         outcome.commands = list(ctx.commands)
         outcome.counter = ctx.counter
+        outcome.cancelled = list(ctx.cancelled_now)
         return outcome
 
     def _classify(self, task: asyncio.Task[Any]) -> StepOutcome:
         ctx = self.context
         if ctx.fatal is not None:
             return StepOutcome(StepStatus.FAILED, error=ctx.fatal)
+        if ctx.continued is not None:  # however the function ends afterwards
+            ended_early = self._ended_early("continued as new")
+            if ended_early is not None:
+                return ended_early
+            return StepOutcome(StepStatus.CONTINUED, result=ctx.continued)
         if not task.done():
             return StepOutcome(StepStatus.SUSPENDED)
         if task.cancelled():
+            if ctx.cancel_delivered:
+                return StepOutcome(StepStatus.CANCELLED, error=DurableInterruptedError(
+                    f"cancelled: {ctx.cancel_reason}", type="CancelledError"))
             return StepOutcome(StepStatus.SUSPENDED)
         error = task.exception()
         if error is None:
             result = task.result()
-            if ctx.recorded_positions > ctx.counter:
-                return StepOutcome(StepStatus.FAILED, error=NonDeterminismError(
-                    f"workflow {ctx.info.workflow_name!r} (id {ctx.info.workflow_id!r}) is not "
-                    f"deterministic: it returned after {ctx.counter} durable calls, but history "
-                    f"recorded {ctx.recorded_positions}"))
+            ended_early = self._ended_early("returned")
+            if ended_early is not None:
+                return ended_early
             if ctx.pending_calls() or any(c.status == "scheduled" for c in ctx.commands):
                 # The function returned while calls were still in flight (a swallowed
                 # suspension); what it registered is still acted on, and it replays later.
@@ -234,6 +249,22 @@ class WorkflowRun:
             return StepOutcome(StepStatus.FAILED, error=error, retryable=True)
         return StepOutcome(StepStatus.FAILED, error=DurableFatalError(
             f"workflow raised {type(error).__name__}: {safe_str(error)}"))
+
+
+    def _ended_early(self, how: str) -> StepOutcome | None:
+        """A function that ends before the positions history recorded is not the code that
+        made the history; name a patch marker it skipped, if that is what it skipped."""
+        ctx = self.context
+        if ctx.recorded_positions <= ctx.counter:
+            return None
+        skipped = ctx.history.get(ctx.counter + 1)
+        lost = (f"; the code no longer has patch {skipped.name!r} (keep "
+                f"workflow.deprecate_patch({skipped.name!r}) while runs that recorded it may "
+                f"still replay)" if skipped is not None and skipped.kind == PATCH_KIND else "")
+        return StepOutcome(StepStatus.FAILED, error=NonDeterminismError(
+            f"workflow {ctx.info.workflow_name!r} (id {ctx.info.workflow_id!r}) is not "
+            f"deterministic: it {how} after {ctx.counter} durable calls, but history recorded "
+            f"{ctx.recorded_positions}{lost}"))
 
 
 #: The name of a one-step run before runs could be kept in memory.

@@ -14,8 +14,9 @@ import durable_celery.models
 
 def fill_run_ids(apps, schema_editor):
     executions = apps.get_model("durable_celery", "WorkflowExecution")
-    for pk in executions.objects.filter(run_id__isnull=True).values_list("pk", flat=True):
-        executions.objects.filter(pk=pk).update(run_id=uuid.uuid4().hex)
+    rows = executions.objects.using(schema_editor.connection.alias)
+    for pk in rows.filter(run_id__isnull=True).values_list("pk", flat=True):
+        rows.filter(pk=pk).update(run_id=uuid.uuid4().hex)
 
 
 class Migration(migrations.Migration):

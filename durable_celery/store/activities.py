@@ -144,7 +144,13 @@ class Heartbeat:
 def heartbeat_attempt(message: dict[str, Any], worker_id: int | None,
                       details: Any) -> Heartbeat:
     """Record that the attempt is alive (with ``details`` for a later attempt) and learn
-    whether its run was cancelled or the call no longer wants it."""
+    whether the call still wants it.
+
+    A cancellation reaches an attempt through its call: the step that delivers the cancellation
+    to the workflow marks the calls it ended ``cancelled``, and their attempts are then no
+    longer current. (Not the run's ``cancel_requested_at``: cleanup activities the workflow
+    calls after the cancellation must run normally, and an attempt told early could record a
+    failure before the workflow was told.)"""
     now = timezone.now()
     timeout = message.get("heartbeat_timeout")
     fields: dict[str, Any] = {"heartbeat_at": now, "heartbeat_details": details}
@@ -155,9 +161,7 @@ def heartbeat_attempt(message: dict[str, Any], worker_id: int | None,
     current = bool(HistoryEvent.objects.filter(
         held, pk=message["event"], status=HistoryStatus.SCHEDULED,
         attempts=message["attempt"]).update(**fields))
-    cancelled = not current or HistoryEvent.objects.filter(
-        pk=message["event"], execution__cancel_requested_at__isnull=False).exists()
-    return Heartbeat(current, cancelled)
+    return Heartbeat(current, not current)
 
 
 def task_token(message: dict[str, Any]) -> str:

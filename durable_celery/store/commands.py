@@ -132,10 +132,18 @@ def _start_awaited_child(execution: WorkflowExecution, row: HistoryEvent,
     start_awaited_child(execution, row, effects)
 
 
+def _await_started_child(execution: WorkflowExecution, row: HistoryEvent,
+                         effects: StepEffects) -> None:
+    from .lifecycle import await_started_child
+
+    await_started_child(execution, row, effects)
+
+
 #: What each kind of new call does besides being recorded.
 COMMAND_HANDLERS: dict[str, CommandHandler] = {
     "sleep": _start_sleep,
     "wait": _open_wait,
     "signal": _send_signal,
     "child": _start_awaited_child,
+    "child_result": _await_started_child,
 }

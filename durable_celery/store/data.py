@@ -21,7 +21,7 @@ from django.db.models import Expression, F, QuerySet
 from django.db.models.fields.json import KeyTransform
 
 from ..errors import InvalidArgumentError
-from ..models import SearchAttribute, WorkflowExecution
+from ..models import ExecutionStatus, SearchAttribute, WorkflowExecution
 from ..validation import MAX_SEARCH_VALUE_LENGTH
 from . import documents as doc
 from .effects import StepEffects
@@ -206,10 +206,16 @@ def find_entities(namespace: str, entity: str, conditions: dict[str, Any],
 
 def entity_queryset(namespace: str, entity: str, conditions: dict[str, Any],
                     status: str | None = None) -> QuerySet[WorkflowExecution]:
-    """The query behind :func:`find_entities` (for EXPLAIN and further filtering)."""
+    """The query behind :func:`find_entities` (for EXPLAIN and further filtering).
+
+    Runs that continued as new are left out unless ``status="continued"`` asks for them: their
+    document moved on to the next run of the chain.
+    """
     qs = WorkflowExecution.objects.filter(namespace=namespace, entity=entity)
     if status:
         qs = qs.filter(status=status)
+    else:
+        qs = qs.exclude(status=ExecutionStatus.CONTINUED)
     if conditions and connection.vendor == "postgresql":
         containment: dict[str, Any] = {}
         for path, value in conditions.items():

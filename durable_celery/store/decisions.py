@@ -38,6 +38,7 @@ from .dispatch import activity_message, dispatch_attempt
 from .effects import StepEffects
 from .executions import interrupt_execution
 from .finish import FINISHED_FIELDS, finish_execution
+from .lifecycle import continue_run, end_cancelled_calls
 from .outbox import OutboxBatch
 from .signals import lock_signal_ids
 
@@ -153,6 +154,11 @@ def _record_outcomes(execution: WorkflowExecution, decision: Decision,
                              claim_for=eager.worker_id, celery_task_id=eager.task_id)
             attempts.append(activity_message(execution, event))
     effects.apply()
+    for item, outcome in decision.outcomes:  # after apply(): the step's own timers exist
+        if item.thread is None and outcome.cancelled and item.run is not None:
+            ended = end_cancelled_calls(execution, outcome.cancelled,
+                                        item.run.context.cancel_reason, effects)
+            attempts = [a for a in attempts if a["event"] not in ended]
     main: StepOutcome | None = None
     for item, outcome in decision.outcomes:
         if item.thread is None:
@@ -194,6 +200,13 @@ def _record_main_outcome(execution: WorkflowExecution, outcome: StepOutcome | No
                        error.get("type"), error.get("message"), error.get("traceback", ""))
         finish_execution(execution, ExecutionStatus.FAILED, now=now, batch=effects.batch,
                          error=error)
+    elif outcome is not None and outcome.status == StepStatus.CANCELLED:
+        assert outcome.error is not None
+        finish_execution(execution, ExecutionStatus.INTERRUPTED, now=now, batch=effects.batch,
+                         error=describe_error(outcome.error))
+    elif outcome is not None and outcome.status == StepStatus.CONTINUED:
+        continue_run(execution, list(outcome.result or []), effects)
+        return
     elif effects.interrupt_self is not None:
         reason, descend = effects.interrupt_self
         children = list(WorkflowExecution.objects.filter(

@@ -24,7 +24,9 @@ from .signals import deliver_signal, lock_signal_ids
 __all__ = [
     "EXPORT_FORMAT",
     "IdReusePolicy",
+    "chain_end",
     "create_execution",
+    "current_run",
     "describe_execution",
     "export_run",
     "get_execution",
@@ -39,7 +41,7 @@ class IdReusePolicy(enum.StrEnum):
 
     ALLOW_DUPLICATE = "allow_duplicate"    #: a new run unless one is still running
     REJECT_DUPLICATE = "reject_duplicate"  #: refused whenever the id has any run
-    RETURN_EXISTING = "return_existing"    #: the latest run, whatever its state; nothing starts
+    RETURN_EXISTING = "return_existing"    #: the current run, whatever its state; nothing starts
 
     @classmethod
     def coerce(cls, value: str | IdReusePolicy) -> IdReusePolicy:
@@ -60,6 +62,7 @@ def create_execution(*, namespace: str, workflow_id: str, workflow_name: str, ta
                      args: list[Any], search: dict[str, str] | None = None,
                      entity: str | None = None, expire: float | None = None,
                      retry_policy: dict[str, Any] | None = None,
+                     document: dict[str, Any] | None = None,
                      parent_workflow_id: str | None = None, parent_run_id: str | None = None,
                      origin_workflow_id: str | None = None,
                      execution_timeout: float | None = None,
@@ -68,26 +71,29 @@ def create_execution(*, namespace: str, workflow_id: str, workflow_name: str, ta
                      batch: OutboxBatch | None = None) -> WorkflowExecution:
     """Store a new run and request its first step, in one transaction.
 
-    Earlier runs of the id are kept. With ``RETURN_EXISTING`` the latest run is returned when
-    there is one, and nothing is stored.
+    Earlier runs of the id are kept. With ``RETURN_EXISTING`` the current run (see
+    :func:`current_run`) is returned when there is one, and nothing is stored.
+    ``execution_timeout`` (seconds from now) stores the run's deadline and the timer that
+    interrupts it with ``DurableTimeoutError``; ``document`` is the initial entity document (a
+    run continued as new keeps its predecessor's).
 
     Raises:
         DuplicateWorkflowError: A run of this id is still running in the namespace (or, with
             ``REJECT_DUPLICATE``, the id has any run).
     """
     own_batch = batch is None
-    batch = batch or OutboxBatch()
+    batch = batch if batch is not None else OutboxBatch()  # an empty batch is falsy
     try:
         with transaction.atomic():
             runs = WorkflowExecution.objects.named(namespace, workflow_id)
             if id_reuse_policy is not IdReusePolicy.ALLOW_DUPLICATE:
-                latest = runs.order_by("-id").first()
-                if latest is not None:
+                current = current_run(namespace, workflow_id)
+                if current is not None:
                     if id_reuse_policy is IdReusePolicy.RETURN_EXISTING:
-                        return latest
+                        return current
                     raise DuplicateWorkflowError(
                         f"workflow {workflow_id!r} already has a run in namespace "
-                        f"{namespace!r} ({latest.workflow_name}, {latest.status}) and "
+                        f"{namespace!r} ({current.workflow_name}, {current.status}) and "
                         f"id_reuse_policy is reject_duplicate")
             running = runs.filter(status__in=ACTIVE_STATUSES).first()
             if running is not None:
@@ -97,7 +103,8 @@ def create_execution(*, namespace: str, workflow_id: str, workflow_name: str, ta
             now = timezone.now()
             execution = WorkflowExecution.objects.create(
                 namespace=namespace, workflow_id=workflow_id, workflow_name=workflow_name,
-                task_queue=task_queue, args=args, entity=entity or "", expire=expire,
+                task_queue=task_queue, args=args, entity=entity or "",
+                document=document if document is not None else {}, expire=expire,
                 retry_policy=retry_policy, parent_workflow_id=parent_workflow_id,
                 parent_run_id=parent_run_id, origin_workflow_id=origin_workflow_id,
                 previous_run_id=previous_run_id,
@@ -118,19 +125,42 @@ def create_execution(*, namespace: str, workflow_id: str, workflow_name: str, ta
     return execution
 
 
+def current_run(namespace: str, workflow_id: str) -> WorkflowExecution | None:
+    """The run of ``workflow_id`` that is active if there is one (an earlier run may have been
+    resumed), else its newest run; ``None`` when the id has no run."""
+    runs = WorkflowExecution.objects.named(namespace, workflow_id)
+    return runs.filter(status__in=ACTIVE_STATUSES).first() or runs.order_by("-id").first()
+
+
 def get_execution(namespace: str, workflow_id: str,
                   run_id: str | None = None) -> WorkflowExecution:
-    """Return the latest run of ``workflow_id``, or the run ``run_id``.
+    """Return the run ``run_id`` of ``workflow_id`` or, without one, its current run: the run
+    that is active if there is one (an earlier run may have been resumed), else the newest.
 
     Raises:
         WorkflowNotFoundError: There is none in this namespace.
     """
-    runs = WorkflowExecution.objects.named(namespace, workflow_id)
-    execution = (runs.filter(run_id=run_id) if run_id else runs).order_by("-id").first()
+    if run_id:
+        execution = WorkflowExecution.objects.named(namespace, workflow_id) \
+            .filter(run_id=run_id).first()
+    else:
+        execution = current_run(namespace, workflow_id)
     if execution is None:
         which = f" run {run_id!r}" if run_id else ""
         raise WorkflowNotFoundError(
             f"no workflow with id {workflow_id!r}{which} in namespace {namespace!r}")
+    return execution
+
+
+def chain_end(execution: WorkflowExecution) -> WorkflowExecution:
+    """The last run of the continue-as-new chain ``execution`` belongs to (itself when it did
+    not continue as new): where the workflow that run started is now."""
+    while execution.status == ExecutionStatus.CONTINUED:
+        following = WorkflowExecution.objects.named(execution.namespace, execution.workflow_id) \
+            .filter(previous_run_id=execution.run_id).order_by("id").first()
+        if following is None:
+            break
+        execution = following
     return execution
 
 
@@ -172,7 +202,7 @@ def interrupt_execution(namespace: str, workflow_id: str, reason: str | None = N
     stored = error or {"class": "DurableInterruptedError", "type": "DurableInterruptedError",
                        "message": reason or "workflow interrupted", "code": 410}
     own_batch = batch is None
-    batch = batch or OutboxBatch()
+    batch = batch if batch is not None else OutboxBatch()  # an empty batch is falsy
     with transaction.atomic():
         frontier = [workflow_id]
         while frontier:
@@ -214,6 +244,7 @@ def describe_execution(execution: WorkflowExecution) -> dict[str, Any]:
         "parent_run_id": execution.parent_run_id,
         "origin_workflow_id": execution.origin_workflow_id,
         "previous_run_id": execution.previous_run_id,
+        "cancel_requested_at": execution.cancel_requested_at,
         "attempt": execution.attempt,
         "expire": execution.expire,
         "timeout_at": execution.timeout_at,

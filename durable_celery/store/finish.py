@@ -69,11 +69,13 @@ def child_outcome_for_parent(child: WorkflowExecution) -> dict[str, Any]:
 
 
 def notify_parent(child: WorkflowExecution, batch: OutboxBatch, now: datetime) -> None:
-    """Record a finished child's outcome on its parent's waiting call and wake the parent."""
+    """Record a finished child's outcome on its parent's waiting calls (``exec_child``,
+    ``child_result``) and wake the parent."""
     if not child.parent_workflow_id:
         return
     waiting = HistoryEvent.objects.filter(
-        kind="child", status=HistoryStatus.SCHEDULED, execution__namespace=child.namespace,
+        kind__in=("child", "child_result"), status=HistoryStatus.SCHEDULED,
+        execution__namespace=child.namespace,
         execution__workflow_id=child.parent_workflow_id,
         execution__status__in=ACTIVE_STATUSES,
     ).values_list("pk", "input", "execution_id", "execution__task_queue")

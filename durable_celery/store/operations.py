@@ -1,4 +1,4 @@
-"""What operators do to executions: signal, interrupt, retry a failed step, re-run an activity.
+"""What operators do to executions: signal, interrupt, resume or retry, re-run an activity.
 
 Every operation is recorded in the execution's history as a row of kind ``"operator"`` in the
 dimension :data:`OPERATOR_DIMENSION`, which no workflow thread uses (replay loads only its own
@@ -13,7 +13,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from ..errors import DurableError
+from ..errors import OperationError
 from ..models import (
     ExecutionStatus,
     HistoryEvent,
@@ -21,9 +21,9 @@ from ..models import (
     Timer,
     WorkflowExecution,
 )
-from .dispatch import dispatch_attempt
 from .executions import get_execution, interrupt_execution, send_signal
 from .outbox import OutboxBatch
+from .resume import OPERATOR_DIMENSION, failed_step_of, reopen_failed_activity, resume_run
 
 __all__ = [
     "OPERATOR_DIMENSION",
@@ -33,20 +33,13 @@ __all__ = [
     "interrupt_as_operator",
     "record_operator_action",
     "rerun_activity",
+    "resume_as_operator",
     "retry_execution",
     "signal_as_operator",
 ]
 
-#: History dimension of operator rows; never a workflow thread's dimension.
-OPERATOR_DIMENSION = "operator"
 #: History kind of operator rows.
 OPERATOR_KIND = "operator"
-
-
-class OperationError(DurableError):
-    """An operation cannot be applied to the execution in its current state."""
-
-    code = 400
 
 
 def record_operator_action(execution: WorkflowExecution, action: str, user: str,
@@ -113,8 +106,12 @@ def signal_as_operator(namespace: str, signal_id: str, data: Any, user: str,
 
 
 def interrupt_as_operator(namespace: str, workflow_id: str, user: str,
-                          reason: str | None = None, descend: bool = False) -> list[str]:
+                          reason: str | None = None, descend: bool = False,
+                          run_id: str | None = None) -> list[str]:
     """Interrupt an execution (with ``descend``, its descendants) and record who did it.
+
+    ``run_id`` names the run acted on (default: the id's current run); only a running run can
+    be interrupted, so a page showing an earlier run never reaches a later one.
 
     Returns:
         Ids of the executions interrupted (empty when it had already finished).
@@ -124,7 +121,7 @@ def interrupt_as_operator(namespace: str, workflow_id: str, user: str,
         OperationError: The execution has already finished.
     """
     with transaction.atomic():
-        execution = _locked(namespace, workflow_id)
+        execution = _locked(namespace, workflow_id, run_id)
         if not execution.is_active:
             raise OperationError(
                 f"workflow {workflow_id!r} is {execution.status}; only a pending or running "
@@ -136,27 +133,52 @@ def interrupt_as_operator(namespace: str, workflow_id: str, user: str,
     return interrupted
 
 
-def failed_step_of(execution: WorkflowExecution) -> list[HistoryEvent]:
-    """The failed activity rows the failure of ``execution`` came from.
+def resume_as_operator(namespace: str, workflow_id: str, user: str,
+                       run_id: str | None = None) -> dict[str, Any]:
+    """Resume an interrupted or failed run from where it stopped, and record who did it.
 
-    These are the failed activity calls whose error is the one the workflow ended with (the
-    workflow let it propagate). Empty when the workflow function failed by itself.
+    See :mod:`durable_celery.store.resume`. Resuming a run that completed (or continued as
+    new) does nothing.
+
+    Returns:
+        ``{"workflow_id", "run_id", "resumed": bool, "failed": [...], "reopened": [...],
+        "threads": [...]}`` (``resumed`` is false when there was nothing to do).
+
+    Raises:
+        WorkflowNotFoundError: No run has this id (or this run id).
+        OperationError: The run is still pending or running, another run of the id is, or
+            the run ended because its code let a cancellation propagate (start the workflow
+            again instead).
     """
-    error = execution.error or {}
-    rows = HistoryEvent.objects.filter(execution=execution, kind="activity",
-                                       status=HistoryStatus.FAILED) \
-        .exclude(dimension=OPERATOR_DIMENSION).order_by("dimension", "seq")
-    return [row for row in rows
-            if (row.error or {}).get("message") == error.get("message")
-            and (row.error or {}).get("type") == error.get("type")]
+    with transaction.atomic():
+        execution = _locked(namespace, workflow_id, run_id)
+        report: dict[str, Any] = {"workflow_id": workflow_id, "run_id": execution.run_id,
+                                  "resumed": False, "failed": [], "reopened": [],
+                                  "threads": []}
+        if execution.status in (ExecutionStatus.COMPLETED, ExecutionStatus.CONTINUED):
+            return report
+        _require_resumable(execution)
+        previous = execution.error
+        batch = OutboxBatch()
+        done = resume_run(execution, batch)
+        report.update(resumed=True, failed=done.failed, reopened=done.reopened,
+                      threads=done.threads)
+        record_operator_action(execution, "resume", user, previous_error=previous,
+                               failed=done.failed, reopened=done.reopened,
+                               threads=done.threads)
+        batch.commit()
+    return report
 
 
-def retry_execution(namespace: str, workflow_id: str, user: str) -> dict[str, Any]:
+def retry_execution(namespace: str, workflow_id: str, user: str,
+                    run_id: str | None = None) -> dict[str, Any]:
     """Resume a failed workflow from its failed step, keeping the history before it.
 
-    The failed activity rows (see :func:`failed_step_of`) are reset to scheduled with their
-    attempts restarted and dispatched again; when the workflow function itself failed, a new
-    replay step is requested instead. The execution runs again with its error cleared.
+    The same as :func:`resume_as_operator` for a run that failed: the failed activity rows
+    (see :func:`failed_step_of`) run again with their attempts restarted (``mode`` ``activity``)
+    or, when the workflow function itself failed, a new replay step runs it (``step``).
+
+    ``run_id`` names the run (default: the id's current run).
 
     Returns:
         ``{"workflow_id", "mode": "activity" | "step", "events": [seq, ...]}``.
@@ -166,25 +188,21 @@ def retry_execution(namespace: str, workflow_id: str, user: str) -> dict[str, An
         OperationError: The execution has not failed.
     """
     with transaction.atomic():
-        execution = _locked(namespace, workflow_id)
+        execution = _locked(namespace, workflow_id, run_id)
         _require_failed(execution)
-        rows = failed_step_of(execution)
         previous = execution.error
         batch = OutboxBatch()
-        _revive(execution, step_requested=not rows)
-        for row in rows:
-            _redispatch(execution, row, batch)
-        if not rows:
-            batch.request_step(execution.pk, execution.task_queue)
-        mode = "activity" if rows else "step"
-        record_operator_action(
-            execution, "retry", user, mode=mode, previous_error=previous,
-            events=[{"dimension": r.dimension, "seq": r.seq, "name": r.name} for r in rows])
+        done = resume_run(execution, batch)
+        mode = "activity" if done.failed else "step"
+        record_operator_action(execution, "retry", user, mode=mode, previous_error=previous,
+                               events=done.failed, reopened=done.reopened)
         batch.commit()
-    return {"workflow_id": workflow_id, "mode": mode, "events": [r.seq for r in rows]}
+    return {"workflow_id": workflow_id, "mode": mode,
+            "events": [row["seq"] for row in done.failed]}
 
 
-def rerun_activity(namespace: str, workflow_id: str, event_pk: int, user: str) -> dict[str, Any]:
+def rerun_activity(namespace: str, workflow_id: str, event_pk: int, user: str,
+                   run_id: str | None = None) -> dict[str, Any]:
     """Run a permanently failed activity call of a failed workflow again.
 
     Same mechanism as :func:`retry_execution`, for the given history row.
@@ -194,7 +212,7 @@ def rerun_activity(namespace: str, workflow_id: str, event_pk: int, user: str) -
         OperationError: The execution has not failed, or the row is not a failed activity of it.
     """
     with transaction.atomic():
-        execution = _locked(namespace, workflow_id)
+        execution = _locked(namespace, workflow_id, run_id)
         _require_failed(execution)
         row = HistoryEvent.objects.filter(pk=event_pk, execution=execution).first()
         if row is None or row.kind != "activity" or row.status != HistoryStatus.FAILED:
@@ -203,7 +221,7 @@ def rerun_activity(namespace: str, workflow_id: str, event_pk: int, user: str) -
         previous = execution.error
         batch = OutboxBatch()
         _revive(execution, step_requested=False)
-        _redispatch(execution, row, batch)
+        reopen_failed_activity(execution, row, timezone.now(), batch)
         record_operator_action(execution, "rerun", user, dimension=row.dimension, seq=row.seq,
                                activity=row.name, previous_error=row.error,
                                workflow_error=previous)
@@ -215,6 +233,29 @@ def _require_failed(execution: WorkflowExecution) -> None:
     if execution.status != ExecutionStatus.FAILED:
         raise OperationError(f"workflow {execution.workflow_id!r} is {execution.status}; only "
                              f"a failed workflow can be retried")
+    _require_no_other_active_run(execution)
+
+
+def _require_no_other_active_run(execution: WorkflowExecution) -> None:
+    running = WorkflowExecution.objects.named(execution.namespace, execution.workflow_id) \
+        .active().exclude(pk=execution.pk).values_list("run_id", flat=True).first()
+    if running is not None:
+        raise OperationError(
+            f"workflow {execution.workflow_id!r} has a later run {running} that is still "
+            f"running; run {execution.run_id} can run again once no run of the id is active")
+
+
+def _require_resumable(execution: WorkflowExecution) -> None:
+    if execution.is_active:
+        raise OperationError(
+            f"workflow {execution.workflow_id!r} (run {execution.run_id}) is "
+            f"{execution.status}; only an interrupted or failed run can be resumed")
+    _require_no_other_active_run(execution)
+    if (execution.error or {}).get("type") == "CancelledError":
+        raise OperationError(
+            f"workflow {execution.workflow_id!r} (run {execution.run_id}) was cancelled and its "
+            f"code ended with the cancellation; its history ends there, so it cannot be "
+            f"resumed — start the workflow again")
 
 
 def _revive(execution: WorkflowExecution, *, step_requested: bool) -> None:
@@ -226,17 +267,3 @@ def _revive(execution: WorkflowExecution, *, step_requested: bool) -> None:
     execution.step_requested = step_requested
     execution.save()
     Timer.objects.filter(execution=execution).delete()
-
-
-def _redispatch(execution: WorkflowExecution, row: HistoryEvent, batch: OutboxBatch) -> None:
-    """Reopen a failed activity call with its attempts restarted, and dispatch it."""
-    now = timezone.now()
-    row.status = HistoryStatus.SCHEDULED
-    row.attempts = 1
-    row.error = None
-    row.result = None
-    row.observed_step = None
-    row.completed_at = None
-    row.save(update_fields=["status", "attempts", "error", "result", "observed_step",
-                            "completed_at"])
-    dispatch_attempt(execution, row, now, batch)

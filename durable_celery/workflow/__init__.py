@@ -5,12 +5,13 @@ for its position and stored outcome; none of them touches storage or Celery.
 """
 
 from .activities import ActivityProxy, proxy_activities, proxy_local_activities
-from .children import exec_child, execute_child, start_child
+from .children import child_result, exec_child, execute_child, start_child
 from .control import all_ as all  # noqa: A004 - the public name of API.md
 from .control import did_interrupt, get_context, is_side_effect_allowed, now, random, uuid4
 from .data import Entity, Search, enrich, entity, search
 from .hooks import exec_hook, exec_hook_batch, hook
 from .interrupts import interrupt
+from .lifecycle import continue_as_new, deprecate_patch, patched
 from .observe import emit, trace
 from .signals import signal, wait_for
 from .timers import sleep_for
@@ -20,6 +21,9 @@ __all__ = [
     "Entity",
     "Search",
     "all",
+    "child_result",
+    "continue_as_new",
+    "deprecate_patch",
     "did_interrupt",
     "emit",
     "enrich",
@@ -33,6 +37,7 @@ __all__ = [
     "interrupt",
     "is_side_effect_allowed",
     "now",
+    "patched",
     "proxy_activities",
     "proxy_local_activities",
     "random",

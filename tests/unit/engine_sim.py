@@ -11,7 +11,8 @@ import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from durable_celery.engine import HistoryRecord, ReplayStep, StepOutcome, WorkflowInfo
+from durable_celery.engine import HistoryRecord, ReplayStep, StepOutcome, WorkflowInfo, WorkflowRun
+from durable_celery.engine.history import CANCEL_KIND, CANCEL_POSITION
 
 __all__ = ["Sim", "info", "record", "run_step"]
 
@@ -42,23 +43,38 @@ class Sim:
     Args:
         function: The workflow function.
         args: Its arguments.
+        keep: Keep the suspended run in memory between steps and hand it only the outcomes new
+            to each step (as a worker's run cache does) instead of replaying from history.
+        port: What storage-computed calls (``start_child``, ``search`` …) perform against.
         info_fields: ``WorkflowInfo`` fields other than the test defaults (e.g. ``run_id``).
     """
 
     def __init__(self, function: Callable[..., Awaitable[Any]], args: Sequence[Any] = (),
-                 **info_fields: Any) -> None:
+                 keep: bool = False, port: Any = None, **info_fields: Any) -> None:
         self.function = function
         self.args = list(args)
+        self.keep = keep
+        self.port = port
         self.info_fields = info_fields
         self.records: dict[int, HistoryRecord] = {}
         self.steps = 0
         self.outcomes: list[StepOutcome] = []
+        self.run: WorkflowRun | None = None
 
     def step(self) -> StepOutcome:
-        """Run the next step, stamp the outcomes it saw, and record its new commands."""
+        """Run the next step, stamp the outcomes it saw, and record its new commands (and the
+        calls a cancellation ended, as cancelled)."""
         self.steps += 1
-        outcome = ReplayStep(self.function, self.args, info(**self.info_fields),
-                             sorted(self.records.values(), key=lambda r: r.seq)).run()
+        step_info = info(**{**self.info_fields, "step": self.steps})
+        records = sorted(self.records.values(), key=lambda r: r.seq)
+        if self.keep and self.run is not None and self.run.resumable:
+            new = [r for r in records if r.resolved and r.observed_step is None]
+            outcome = self.run.resume(step_info, new, self.port)
+        else:
+            if self.run is not None:
+                self.run.close()
+            self.run = WorkflowRun(self.function, self.args, step_info, records, port=self.port)
+            outcome = self.run.start()
         for seq, rec in list(self.records.items()):
             if rec.resolved and rec.observed_step is None:
                 self.records[seq] = _replace(rec, observed_step=self.steps)
@@ -67,9 +83,28 @@ class Sim:
             observed = self.steps if command.status != "scheduled" else None
             self.records[command.seq] = HistoryRecord(
                 command.seq, command.dimension, command.kind, command.name, command.status,
-                command.result, None, observed)
+                command.result, command.error, observed)
+        for seq in outcome.cancelled:
+            assert self.records[seq].status == "scheduled", seq
+            self.records[seq] = _replace(self.records[seq], status="cancelled")
+        if self.keep and self.run.resumable:
+            self.run.commit()
+        else:
+            self.run.close()
+            self.run = None
         self.outcomes.append(outcome)
         return outcome
+
+    def cancel(self, reason: str | None = None) -> None:
+        """Record a cancellation request (not yet seen by any step), as ``handle.cancel`` does."""
+        self.records[CANCEL_POSITION] = HistoryRecord(
+            CANCEL_POSITION, "", CANCEL_KIND, "", "completed", {"reason": reason}, None, None)
+
+    def replay(self) -> StepOutcome:
+        """A replay from the whole history as it stands, without recording anything."""
+        return ReplayStep(self.function, self.args, info(**self.info_fields),
+                          sorted(self.records.values(), key=lambda r: r.seq),
+                          port=self.port).run()
 
     def seq_of(self, kind: str, name: str) -> int:
         """The position history gave to the (only) call of ``kind`` ``name``."""
@@ -77,9 +112,11 @@ class Sim:
         assert len(found) == 1, (kind, name, found)
         return found[0]
 
-    def complete(self, name: str, result: Any = None, kind: str = "activity") -> None:
-        """Settle the scheduled call ``name`` with ``result`` (not yet seen by any step)."""
-        seq = self.seq_of(kind, name)
+    def complete(self, name: str, result: Any = None, kind: str = "activity",
+                 seq: int | None = None) -> None:
+        """Settle the scheduled call ``name`` (or the one at ``seq``) with ``result`` (not yet
+        seen by any step)."""
+        seq = self.seq_of(kind, name) if seq is None else seq
         assert self.records[seq].status == "scheduled"
         self.records[seq] = _replace(self.records[seq], status="completed", result=result)
 

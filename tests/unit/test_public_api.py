@@ -33,6 +33,7 @@ ERROR_NAMES = [
     "InvalidArgumentError",
     "NonDeterminismError",
     "NotJSONSerializableError",
+    "OperationError",
     "PayloadConversionError",
     "ScheduleNotFoundError",
     "UnknownActivityError",
@@ -62,6 +63,9 @@ WORKFLOW_ALL = sorted([
     "Entity",
     "Search",
     "all",
+    "child_result",
+    "continue_as_new",
+    "deprecate_patch",
     "did_interrupt",
     "emit",
     "enrich",
@@ -75,6 +79,7 @@ WORKFLOW_ALL = sorted([
     "interrupt",
     "is_side_effect_allowed",
     "now",
+    "patched",
     "proxy_activities",
     "proxy_local_activities",
     "random",
@@ -87,8 +92,8 @@ WORKFLOW_ALL = sorted([
     "wait_for",
 ])
 
-ERRORS_ALL = sorted([*ERROR_NAMES, "CompleteAsyncError", "describe_error", "error_from_dict",
-                     "safe_str"])
+ERRORS_ALL = sorted([*ERROR_NAMES, "CompleteAsyncError", "ContinueAsNewError", "describe_error",
+                     "error_from_dict", "safe_str"])
 
 #: Names API.md promises (package level and ``workflow.``). Until one is implemented its pin
 #: test is an expected failure naming it; any name outside the pins fails at once.
@@ -104,7 +109,8 @@ CONTRACT_WORKFLOW = {
     "proxy_activities", "sleep_for", "wait_for", "signal", "exec_child", "execute_child",
     "start_child", "hook", "exec_hook", "exec_hook_batch", "search", "entity", "enrich", "emit",
     "trace", "interrupt", "is_side_effect_allowed", "random", "get_context", "did_interrupt",
-    "all", "now", "uuid4", "proxy_local_activities",
+    "all", "now", "uuid4", "proxy_local_activities", "patched", "deprecate_patch",
+    "continue_as_new", "child_result",
 }
 
 

@@ -1,7 +1,9 @@
 """``manage.py durable``: inspect and operate workflows from the shell.
 
-Subcommands: ``list``, ``describe ID``, ``history ID``, ``signal SIGNAL_ID JSON``,
-``interrupt ID [--descend]``, ``retry ID``, ``start NAME ARGS_JSON [--id] [--queue]``,
+Subcommands: ``list``, ``describe ID [--run RUN_ID]``, ``history ID [--run RUN_ID]``,
+``runs ID``, ``signal SIGNAL_ID JSON``, ``interrupt ID [--descend]``,
+``cancel ID [--descend] [--reason]``, ``resume ID [--run RUN_ID]``, ``retry ID``,
+``start NAME ARGS_JSON [--id] [--queue]``,
 ``schedule list|describe|pause|unpause|trigger|delete [SCHEDULE_ID] [--note]``. Each takes
 ``--json`` and ``--namespace``. Reading never changes state; errors exit 1 (usage errors 2).
 """
@@ -64,6 +66,7 @@ class Command(BaseCommand):
         p.add_argument("--limit", type=int, default=50)
         add("describe", "show one execution").add_argument("workflow_id")
         add("history", "show an execution's history").add_argument("workflow_id")
+        _add_run_subcommands(sub, add)
         p = add("signal", "send a signal to every workflow waiting on it")
         p.add_argument("signal_id")
         p.add_argument("payload", help="JSON payload")
@@ -114,13 +117,15 @@ class Command(BaseCommand):
         self._emit(rows, _table(LIST_COLUMNS, rows))
 
     def do_describe(self, options: dict[str, Any]) -> None:
-        """One execution's ``describe()``."""
-        info = describe_execution(get_execution(self.namespace, options["workflow_id"]))
+        """One execution's ``describe()`` (the current run, or ``--run``)."""
+        info = describe_execution(get_execution(self.namespace, options["workflow_id"],
+                                                options.get("run_id")))
         self._emit(info, "\n".join(f"{key:<20} {_text(value)}" for key, value in info.items()))
 
     def do_history(self, options: dict[str, Any]) -> None:
-        """One execution's ``history()``."""
-        rows = history_of(get_execution(self.namespace, options["workflow_id"]))
+        """One execution's ``history()`` (the current run, or ``--run``)."""
+        rows = history_of(get_execution(self.namespace, options["workflow_id"],
+                                        options.get("run_id")))
         text = _table(HISTORY_COLUMNS + ("outcome",), [
             {**row, "outcome": (row["error"] or {}).get("message", "") if row["error"]
              else json.dumps(row["result"], default=str)[:60]} for row in rows])
@@ -202,6 +207,58 @@ class Command(BaseCommand):
             schedule_ops.delete_schedule(self.namespace, schedule_id, user=_operator())
             self._emit({"schedule_id": schedule_id, "deleted": True},
                        f"schedule {schedule_id} deleted")
+
+
+    def do_runs(self, options: dict[str, Any]) -> None:
+        """Every run of a workflow id, newest first."""
+        from ...models import WorkflowExecution
+
+        rows = list(WorkflowExecution.objects.named(self.namespace, options["workflow_id"])
+                    .order_by("-id").values(*RUN_COLUMNS))
+        if not rows:
+            get_execution(self.namespace, options["workflow_id"])  # raises: names the id
+        self._emit(rows, _table(RUN_COLUMNS, rows))
+
+    def do_resume(self, options: dict[str, Any]) -> None:
+        """Resume an interrupted or failed run from where it stopped."""
+        from ...store.operations import resume_as_operator
+
+        done = resume_as_operator(self.namespace, options["workflow_id"], _operator(),
+                                  run_id=options.get("run_id"))
+        opened = [f"#{r['seq']} activity {r['name']} (failed)" for r in done["failed"]] + \
+            [f"#{r['seq']} {r['kind']} {r['name']}".rstrip() for r in done["reopened"]]
+        self._emit(done, f"resumed {done['workflow_id']} run {done['run_id']}"
+                   + (f": issued again {', '.join(opened)}" if opened else "")
+                   if done["resumed"] else
+                   f"nothing to resume: run {done['run_id']} of {done['workflow_id']} completed")
+
+    def do_cancel(self, options: dict[str, Any]) -> None:
+        """Ask a running workflow to cancel itself (its cleanup code runs)."""
+        from ...store.lifecycle import request_cancel
+
+        ids = request_cancel(self.namespace, options["workflow_id"], None,
+                             reason=options["reason"], descend=options["descend"])
+        self._emit({"cancelled": ids}, f"cancellation requested: {', '.join(ids)}" if ids
+                   else "nothing to cancel: the workflow has ended or was already cancelled")
+
+
+RUN_COLUMNS = ("run_id", "status", "previous_run_id", "created_at", "completed_at")
+
+
+def _add_run_subcommands(sub: Any, add: Any) -> None:
+    """``--run`` on describe/history, and the ``runs``, ``resume`` and ``cancel`` subcommands."""
+    for name in ("describe", "history"):
+        sub.choices[name].add_argument("--run", dest="run_id", default=None, metavar="RUN_ID",
+                                       help="a run of the id (default: the current one)")
+    add("runs", "list every run of a workflow id, newest first").add_argument("workflow_id")
+    p = add("resume", "resume an interrupted or failed run from where it stopped")
+    p.add_argument("workflow_id")
+    p.add_argument("--run", dest="run_id", default=None, metavar="RUN_ID",
+                   help="a run of the id (default: the current one)")
+    p = add("cancel", "ask a running workflow to cancel itself; its cleanup code runs")
+    p.add_argument("workflow_id")
+    p.add_argument("--descend", action="store_true", help="also cancel running descendants")
+    p.add_argument("--reason", default=None)
 
 
 def _import_workflow_modules() -> None:
