@@ -15,8 +15,8 @@ from typing import Any
 from django.core import signing
 from django.db import transaction
 from django.db.models import Q
-from django.utils import timezone
 
+from .. import clock
 from ..conf import durable_setting
 from ..engine.retry import AttemptFailure, RetryDecision, decide_retry
 from ..errors import InvalidArgumentError
@@ -55,7 +55,7 @@ def claim_attempt(message: dict[str, Any], worker_id: int, celery_task_id: str |
         ``False`` when the call is settled, a later attempt replaced this one, or a process
         holds it (a duplicate delivery): run nothing.
     """
-    now = timezone.now()
+    now = clock.now()
     event = HistoryEvent(input={"start_to_close_timeout": message.get("timeout"),
                                 "heartbeat_timeout": message.get("heartbeat_timeout")})
     return bool(HistoryEvent.objects.filter(
@@ -87,7 +87,7 @@ def record_attempt_failure(message: dict[str, Any], failure: AttemptFailure, *,
         ``(decision, attempts)``: what was decided (``None`` when the attempt was no longer
         current: nothing recorded), and attempts claimed to run in this process next.
     """
-    now = timezone.now()
+    now = clock.now()
     event_pk, attempt = int(message["event"]), int(message["attempt"])
     row = HistoryEvent.objects.filter(pk=event_pk).values_list("input", "created_at",
                                                                 "started_at").first()
@@ -141,7 +141,7 @@ def heartbeat_attempt(message: dict[str, Any], worker_id: int | None,
                       details: Any) -> Heartbeat:
     """Record that the attempt is alive (with ``details`` for a later attempt) and learn
     whether its run was cancelled or the call no longer wants it."""
-    now = timezone.now()
+    now = clock.now()
     timeout = message.get("heartbeat_timeout")
     fields: dict[str, Any] = {"heartbeat_at": now, "heartbeat_details": details}
     if timeout:

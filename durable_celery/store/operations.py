@@ -11,8 +11,8 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import Max
-from django.utils import timezone
 
+from .. import clock
 from ..errors import DurableError
 from ..models import (
     ExecutionStatus,
@@ -59,7 +59,7 @@ def record_operator_action(execution: WorkflowExecution, action: str, user: str,
         user: Who did it.
         **details: JSON-serialisable particulars, stored next to the user.
     """
-    now = timezone.now()
+    now = clock.now()
     last = HistoryEvent.objects.filter(execution=execution, dimension=OPERATOR_DIMENSION) \
         .aggregate(last=Max("seq"))["last"] or 0
     return HistoryEvent.objects.create(
@@ -230,7 +230,7 @@ def _revive(execution: WorkflowExecution, *, step_requested: bool) -> None:
 
 def _redispatch(execution: WorkflowExecution, row: HistoryEvent, batch: OutboxBatch) -> None:
     """Reopen a failed activity call with its attempts restarted, and dispatch it."""
-    now = timezone.now()
+    now = clock.now()
     row.status = HistoryStatus.SCHEDULED
     row.attempts = 1
     row.error = None

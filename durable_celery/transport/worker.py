@@ -26,8 +26,8 @@ from datetime import datetime
 from typing import Any
 
 from django.db import close_old_connections, connection
-from django.utils import timezone
 
+from .. import clock
 from ..conf import durable_setting
 
 __all__ = [
@@ -156,7 +156,7 @@ class _StandaloneBeat(threading.Thread):
         while True:
             time.sleep(interval)
             try:
-                Worker.objects.filter(pk=self.worker_id).update(heartbeat_at=timezone.now())
+                Worker.objects.filter(pk=self.worker_id).update(heartbeat_at=clock.now())
             except Exception:  # noqa: BLE001 - the next beat retries
                 logger.debug("durable_celery: heartbeat failed", exc_info=True)
                 connection.close()
@@ -191,7 +191,7 @@ class WorkerRuntime(threading.Thread):
             try:
                 close_old_connections()
                 if self.role is not None and started >= next_beat:
-                    listed_at: datetime = timezone.now()
+                    listed_at: datetime = clock.now()
                     beat(self.role.main_id, _live_pids(self.role), listed_at)
                     next_beat = started + self.heartbeat_interval
                 if self.sweeping:
