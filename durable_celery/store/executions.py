@@ -76,7 +76,7 @@ def create_execution(*, namespace: str, workflow_id: str, workflow_name: str, ta
             ``REJECT_DUPLICATE``, the id has any run).
     """
     own_batch = batch is None
-    batch = batch or OutboxBatch()
+    batch = batch if batch is not None else OutboxBatch()  # an empty batch is falsy
     try:
         with transaction.atomic():
             runs = WorkflowExecution.objects.named(namespace, workflow_id)
@@ -172,7 +172,7 @@ def interrupt_execution(namespace: str, workflow_id: str, reason: str | None = N
     stored = error or {"class": "DurableInterruptedError", "type": "DurableInterruptedError",
                        "message": reason or "workflow interrupted", "code": 410}
     own_batch = batch is None
-    batch = batch or OutboxBatch()
+    batch = batch if batch is not None else OutboxBatch()  # an empty batch is falsy
     with transaction.atomic():
         frontier = [workflow_id]
         while frontier:
