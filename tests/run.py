@@ -5,9 +5,10 @@
     python tests/run.py -- -x -k signal # extra pytest arguments after --
 
 Backends (see tests/support/backends.py): ``sqlite`` (SQLite + filesystem broker: no server),
-``postgres`` (PostgreSQL + Redis), ``rabbitmq`` (PostgreSQL + RabbitMQ, transport tests). Each
-runs in its own pytest process because Django settings are fixed per process. Tests that need a
-service that is not running skip with a reason, and fail when ``CI=true``.
+``postgres`` (PostgreSQL + Redis; also the testing kit's tests), ``rabbitmq`` (PostgreSQL +
+RabbitMQ, transport tests). Each runs in its own pytest process because Django settings are
+fixed per process. Tests that need a service that is not running skip with a reason, and fail
+when ``CI=true``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 #: (backend, pytest arguments): what each pytest process runs.
 PHASES: list[tuple[str, list[str]]] = [
     ("sqlite", ["tests"]),
-    ("postgres", ["tests/e2e", "tests/admin"]),
+    ("postgres", ["tests/e2e", "tests/admin", "tests/kit"]),
     ("rabbitmq", ["tests/e2e", "-m", "transport"]),
 ]
 
