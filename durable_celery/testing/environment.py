@@ -13,6 +13,7 @@ milliseconds.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -65,6 +66,8 @@ class WorkflowEnvironment:
         clock: The :class:`TestClock` the store reads while the environment is open.
         client: A ``DurableClient``: anything it sends is delivered in this process.
         broker: The in-process broker (queued messages, ``emitted`` events).
+        delivered: How the embedded worker's deliveries ended, by outcome (``stepped``,
+            ``completed``, ``failed``, ``async``, ``skipped`` — a duplicate or stale attempt).
     """
 
     def __init__(self, *, skip_time: bool = True, start_time: datetime | None = None,
@@ -76,6 +79,7 @@ class WorkflowEnvironment:
         self.clock = TestClock(start_time)
         self.broker = InProcessBroker()
         self.client = DurableClient(namespace)
+        self.delivered: Counter[str] = Counter()
         self._worker: EmbeddedWorker | None = None
         self._callbacks: AfterCommitCallbacks | None = None
         self._previous_clock: clock.Clock | None = None
@@ -259,7 +263,7 @@ class WorkflowEnvironment:
                 raise TimeoutError(f"{delivered} messages ran and more keep coming "
                                    f"(max_deliveries); the last was {message.task_name} on "
                                    f"queue {message.queue!r}")
-            worker.deliver(message)
+            self.delivered[worker.deliver(message)] += 1
             delivered += 1
 
     # -- internals ------------------------------------------------------------------------------

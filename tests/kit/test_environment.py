@@ -39,6 +39,25 @@ def test_order_flow_with_a_signal_from_the_test(durable_env, uid):
     assert Worker.objects.get(pk=charge.worker_id).pid > 0
 
 
+def test_every_message_delivered_twice_changes_nothing(durable_env, uid):
+    """At-least-once delivery through the embedded worker: a duplicate step or attempt is
+    absorbed by the history, as with a real broker."""
+    deliver_once = durable_env.broker.publish
+
+    def deliver_twice(task_name: str, queue: str, args: list) -> None:
+        deliver_once(task_name, queue, args)
+        deliver_once(task_name, queue, args)
+
+    outbox.set_publisher(deliver_twice)
+    handle = durable_env.start(kw.kit_steps, uid, workflow_id=f"twice-{uid}")
+    assert durable_env.result(handle) == [3600.0, f"receipt-{uid}-1.00", 7200.0,
+                                          f"receipt-{uid}-2.00"]
+    assert count(f"{uid}-charge") == 2  # two activity calls, each run once
+    assert [row["attempts"] for row in handle.history() if row["kind"] == "activity"] == [1, 1]
+    assert durable_env.delivered["completed"] == 2
+    assert durable_env.delivered["skipped"] == 2  # the copy of each attempt ran nothing
+
+
 def test_signal_sent_to_a_waiting_workflow_wakes_it(durable_env, uid):
     handle = durable_env.start(kw.kit_waiter, f"go-{uid}", "30 days", workflow_id=f"go-{uid}")
     assert history_rows(handle) == [(1, "wait", f"go-{uid}", "scheduled")]
