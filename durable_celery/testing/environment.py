@@ -205,8 +205,8 @@ class WorkflowEnvironment:
                 return handle.result(timeout=0)
             due = self._next_timer()
             if not self.skip_time or due is None or (limit is not None and due > limit):
-                if limit is not None and self.skip_time:
-                    self._skip_to(limit)
+                if limit is not None and self.skip_time and due is not None:
+                    self._skip_to(limit)  # the clock ran up to the timeout
                     self.run_until_idle()
                     if not self._running(handle):
                         return handle.result(timeout=0)
@@ -225,6 +225,10 @@ class WorkflowEnvironment:
 
         Returns:
             The clock's new time.
+
+        Raises:
+            TimeoutError: More than ``max_deliveries`` timers fell due on the way (a workflow
+                that sleeps a second in a loop, advanced by a year).
         """
         self._require_open()
         target = self.clock.now() + timedelta(seconds=as_seconds(duration, what="advance"))
@@ -235,6 +239,9 @@ class WorkflowEnvironment:
                 break
             self._skip_to(due)
             self.run_until_idle()
+        else:
+            raise TimeoutError(f"{self.max_deliveries} timers fired on the way and more keep "
+                               f"falling due before {target:%Y-%m-%d %H:%M:%S} (max_deliveries)")
         self._skip_to(target)
         self.run_until_idle()
         return self.clock.now()

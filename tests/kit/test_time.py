@@ -158,3 +158,17 @@ def test_start_time_sets_the_test_clock(durable_env, uid):
     decided = datetime.fromisoformat(result["decided_at"])
     assert datetime(2031, 3, 31, 9, 0, tzinfo=UTC) <= decided < datetime(2031, 4, 1, tzinfo=UTC)
     assert get_execution("durable", handle.workflow_id).created_at.year == 2031
+
+
+@pytest.mark.durable_env(max_deliveries=20)
+def test_a_workflow_that_never_ends_is_an_error_not_a_hang(durable_env, uid):
+    handle = durable_env.start(kw.kit_forever, uid, workflow_id=f"forever-{uid}")
+    with pytest.raises(TimeoutError, match="still running after 20 jumps"):
+        durable_env.result(handle)
+    with pytest.raises(TimeoutError, match="20 timers fired on the way"):
+        durable_env.advance("1 day")
+    ticks = len(handle.history())
+    durable_env.advance("15 minutes")  # within the bound, advancing works: one tick a minute
+    # (14 or 15: the next tick was due up to a minute after the clock's time when it started)
+    assert 14 <= len(handle.history()) - ticks <= 15
+    assert handle.status() == "running"

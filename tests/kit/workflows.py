@@ -155,3 +155,10 @@ async def kit_flaky_flow(key: str, failures: int) -> int:
     if runs <= failures:
         raise RuntimeError(f"flow failure {runs} of {failures}")
     return runs
+
+
+@durable_workflow(task_queue=KIT_QUEUE)
+async def kit_forever(key: str) -> None:
+    """Ticks every minute, for ever."""
+    while True:
+        await workflow.sleep_for("1 minute")
