@@ -46,6 +46,14 @@ def test_thirty_day_sleep_completes_at_once_on_the_test_clock(durable_env, uid):
     assert not Timer.objects.filter(execution=execution).exists()
 
 
+def test_asyncio_sleep_in_gather_branches_is_skipped_too(durable_env, uid):
+    handle = durable_env.start(kw.kit_asyncio_sleeps, [3, 1, 2], workflow_id=f"naps-{uid}")
+    assert durable_env.result(handle) == [3, 1, 2]
+    sleeps = [row for row in handle.history() if row["kind"] == "sleep"]
+    assert [row["input"]["seconds"] for row in sleeps] == [3 * DAY, DAY, 2 * DAY]
+    assert durable_env.clock.advanced >= timedelta(days=3) - timedelta(seconds=1)
+
+
 def test_advance_fires_the_timers_that_fall_due_in_order(durable_env, uid):
     handle = durable_env.start(kw.kit_steps, uid, workflow_id=f"steps-{uid}")
     start = durable_env.now()

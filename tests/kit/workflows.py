@@ -3,6 +3,7 @@ no real worker of the test session consumes: only the kit's embedded worker runs
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from durable_celery import RetryPolicy, activity, durable_workflow, workflow
@@ -162,3 +163,14 @@ async def kit_forever(key: str) -> None:
     """Ticks every minute, for ever."""
     while True:
         await workflow.sleep_for("1 minute")
+
+
+@durable_workflow(task_queue=KIT_QUEUE)
+async def kit_asyncio_sleeps(days: list[int]) -> list[int]:
+    """``asyncio.sleep`` inside a workflow is a durable timer, in gather branches too."""
+
+    async def nap(n: int) -> int:
+        await asyncio.sleep(n * 86400)
+        return n
+
+    return list(await asyncio.gather(*(nap(n) for n in days)))
