@@ -134,6 +134,8 @@ class WorkflowEnvironment:
         if self._previous_cache_size is not None:
             cache.capacity, self._previous_cache_size = self._previous_cache_size, None
         self.broker.clear()
+        if self._worker is not None:
+            self._worker.close()
         self._worker = None
         self._callbacks = None
 

@@ -20,6 +20,7 @@ from django.db import connections
 from .. import __version__, clock
 from ..models import Worker
 from ..store.steps import run_replay_step
+from ..store.workers import mark_stopped, register_process
 from ..task_names import REPLAY_STEP_TASK, RUN_ACTIVITY_TASK
 from ..transport.activities import (
     AttemptFailed,
@@ -27,17 +28,31 @@ from ..transport.activities import (
     run_claimed_attempts,
     run_delivered_attempt,
 )
-from ..transport.worker import current_worker_id
+from ..transport.worker import use_embedded_worker
 from .broker import Message
 
 __all__ = ["AfterCommitCallbacks", "EmbeddedWorker"]
 
 
 class EmbeddedWorker:
-    """Runs delivered messages in this thread, as this process's registered worker."""
+    """Runs delivered messages in this thread, as a worker row of its own.
+
+    The row is registered when the worker opens (inside the test's transaction, if there is
+    one, so it goes with it) and is this process's worker id while open
+    (``transport.worker.use_embedded_worker``); closing marks it stopped and puts back the id
+    the process had. It has no heartbeat thread: it beats when the test clock jumps.
+    """
 
     def __init__(self) -> None:
-        self.worker_id = _registered_worker_id()
+        self.worker_id = register_process(
+            name=f"testing@{socket.gethostname()}", hostname=socket.gethostname(),
+            pid=os.getpid(), queues=(), pool="embedded", version=str(__version__))
+        self._previous = use_embedded_worker(self.worker_id)
+
+    def close(self) -> None:
+        """Stop being this process's worker; the row is marked stopped."""
+        use_embedded_worker(self._previous)
+        mark_stopped(self.worker_id)
 
     def deliver(self, message: Message) -> str:
         """Run one message.
@@ -64,20 +79,8 @@ class EmbeddedWorker:
                          f"{message.task_name!r}")
 
     def heartbeat(self) -> None:
-        """Record that this process is alive at the clock's (possibly advanced) time."""
+        """Record that this worker is alive at the clock's (possibly advanced) time."""
         Worker.objects.filter(pk=self.worker_id).update(heartbeat_at=clock.now())
-
-
-def _registered_worker_id() -> int:
-    """This process's worker row, registered again if a rolled-back test transaction took the
-    row this process registered earlier with it."""
-    worker_id = current_worker_id()
-    if not Worker.objects.filter(pk=worker_id).exists():
-        Worker.objects.create(pk=worker_id, name=f"testing@{socket.gethostname()}"[:255],
-                              hostname=socket.gethostname()[:255], pid=os.getpid(), queues=[],
-                              pool="standalone", version=str(__version__)[:32],
-                              heartbeat_at=clock.now())
-    return worker_id
 
 
 class AfterCommitCallbacks:

@@ -39,6 +39,7 @@ __all__ = [
     "shutting_down",
     "start_worker_runtime",
     "stop_worker_runtime",
+    "use_embedded_worker",
 ]
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class _WorkerRole:
 
 _role: _WorkerRole | None = None
 _standalone: dict[int, int] = {}  # pid -> row id, for processes that are not Celery workers
+_embedded: int | None = None  # the row of an embedded worker running in this process, if any
 _lock = threading.Lock()
 _runtime: WorkerRuntime | None = None
 
@@ -106,10 +108,24 @@ def shutting_down() -> bool:
     return _role is not None and bool(_role.stopping.value)
 
 
+def use_embedded_worker(worker_id: int | None) -> int | None:
+    """Make :func:`current_worker_id` answer ``worker_id`` (a worker row an embedded worker —
+    the testing kit's — registered for itself); ``None`` undoes it.
+
+    Returns:
+        The embedded worker id set before.
+    """
+    global _embedded
+    previous, _embedded = _embedded, worker_id
+    return previous
+
+
 def current_worker_id() -> int:
     """The registry id of this process, registering it on first use (after a fork too)."""
     from ..store.workers import register_process
 
+    if _embedded is not None:
+        return _embedded
     pid = os.getpid()
     role = _role
     if role is not None:

@@ -12,6 +12,7 @@ from durable_celery.models import ActivityAttempt, HistoryEvent, Worker, Workflo
 from durable_celery.store import outbox
 from durable_celery.store.executions import get_execution
 from durable_celery.testing import TestClock, WorkflowEnvironment
+from durable_celery.transport.worker import current_worker_id
 from tests.e2e.helpers import history_rows
 from tests.kit import workflows as kw
 from tests.support.counters import count
@@ -141,11 +142,16 @@ def test_the_environment_puts_publisher_and_clock_back(db_access, uid):
         assert outbox.set_publisher(before) == env.broker.publish
         outbox.set_publisher(env.broker.publish)
         handle = env.start(kw.kit_sleeper, "1 day", workflow_id=f"restore-{uid}")
+        embedded = current_worker_id()
+        assert Worker.objects.get(pk=embedded).pool == "embedded"
         with pytest.raises(RuntimeError, match="another WorkflowEnvironment is open"):
             WorkflowEnvironment().open()
     assert clock.current_clock() is None
     assert outbox.set_publisher(before) is before
     assert len(env.broker) == 0
+    # the embedded worker's own row is stopped, and the process's worker id is its own again
+    assert Worker.objects.get(pk=embedded).stopped_at is not None
+    assert current_worker_id() != embedded
     with pytest.raises(RuntimeError, match="not open"):
         env.result(handle)
     # with the real publisher back, the run's remaining work waits for a real worker
