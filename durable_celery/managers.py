@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -125,9 +126,13 @@ class HistoryEventQuerySet(models.QuerySet["HistoryEvent"]):
 class TimerQuerySet(models.QuerySet[Any]):
     """Verbs over stored timers."""
 
-    def claim_due(self, now: datetime, limit: int = 100) -> list[Any]:
-        """Lock and return due timers no other sweeper holds (call inside a transaction)."""
+    def claim_due(self, now: datetime, limit: int = 100,
+                  executions: Collection[int] | None = None) -> list[Any]:
+        """Lock and return due timers no other sweeper holds (call inside a transaction);
+        with ``executions``, only timers of those runs."""
         qs = self.filter(due_at__lte=now).order_by("due_at")
+        if executions is not None:
+            qs = qs.filter(execution_id__in=list(executions))
         if supports_row_locks():
             qs = qs.select_for_update(skip_locked=True)
         return list(qs[:limit])

@@ -8,6 +8,7 @@ import uuid
 from django.db import models
 from django.db.models import Q
 
+from .clock import ClockDateTimeField
 from .managers import (
     ExecutionQuerySet,
     HistoryEventQuerySet,
@@ -62,7 +63,7 @@ class Worker(models.Model):
     queues = models.JSONField(default=list, blank=True, help_text="Celery queues it consumes")
     pool = models.CharField(max_length=32, blank=True, default="")
     version = models.CharField(max_length=32, blank=True, default="")
-    started_at = models.DateTimeField(auto_now_add=True)
+    started_at = ClockDateTimeField(auto_now_add=True)
     heartbeat_at = models.DateTimeField()
     stopped_at = models.DateTimeField(null=True, blank=True)
 
@@ -121,8 +122,8 @@ class WorkflowExecution(models.Model):
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     timeout_at = models.DateTimeField(
         null=True, blank=True, help_text="when execution_timeout interrupts the run")
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = ClockDateTimeField(auto_now_add=True)
+    updated_at = ClockDateTimeField(auto_now=True)
     completed_at = models.DateTimeField(null=True, blank=True)
 
     objects = ExecutionQuerySet.as_manager()
@@ -205,7 +206,7 @@ class HistoryEvent(models.Model):
     lease_until = models.DateTimeField(
         null=True, blank=True,
         help_text="when the current activity attempt is presumed lost or has timed out")
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = ClockDateTimeField(auto_now_add=True)
     completed_at = models.DateTimeField(null=True, blank=True)
 
     objects = HistoryEventQuerySet.as_manager()
@@ -285,7 +286,7 @@ class WorkflowThread(models.Model):
     retry_policy = models.JSONField(null=True, blank=True)
     attempt = models.PositiveIntegerField(default=1, help_text="try number of the hook function")
     step_requested = models.BooleanField(default=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = ClockDateTimeField(auto_now_add=True)
     completed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -321,7 +322,7 @@ class Timer(models.Model):
                                related_name="timers")
     kind = models.CharField(max_length=20, choices=TimerKind.choices)
     due_at = models.DateTimeField()
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = ClockDateTimeField(auto_now_add=True)
 
     objects = TimerQuerySet.as_manager()
 
@@ -338,7 +339,7 @@ class PendingSignal(models.Model):
     namespace = models.CharField(max_length=100)
     signal_id = models.CharField(max_length=255)
     payload = models.JSONField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = ClockDateTimeField(auto_now_add=True)
 
     objects = PendingSignalQuerySet.as_manager()
 
@@ -356,7 +357,7 @@ class OutboxMessage(models.Model):
     task_name = models.CharField(max_length=255)
     queue = models.CharField(max_length=255)
     args = models.JSONField(default=list)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = ClockDateTimeField(auto_now_add=True)
     publish_attempts = models.PositiveIntegerField(default=0)
 
     objects = OutboxQuerySet.as_manager()
@@ -422,8 +423,8 @@ class Schedule(models.Model):
         default=0, help_text="fires not started because of the overlap policy")
     fires_missed = models.PositiveIntegerField(
         default=0, help_text="fires older than the catch-up window when a worker came back")
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = ClockDateTimeField(auto_now_add=True)
+    updated_at = ClockDateTimeField(auto_now=True)
 
     objects = ScheduleQuerySet.as_manager()
 

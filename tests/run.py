@@ -5,11 +5,11 @@
     python tests/run.py -- -x -k signal # extra pytest arguments after --
 
 Backends (see tests/support/backends.py): ``sqlite`` (SQLite + filesystem broker: no server),
-``postgres`` (PostgreSQL + Redis), ``rabbitmq`` (PostgreSQL + RabbitMQ, transport tests). Each
-runs in its own pytest process because Django settings are fixed per process. The ``install``
-phase builds the wheel and the sdist and installs the wheel into a fresh virtual environment
-beside a fresh ``startproject`` (tests/install). Tests that need a service that is not running
-skip with a reason, and fail when ``CI=true``.
+``postgres`` (PostgreSQL + Redis; also the testing kit's tests), ``rabbitmq`` (PostgreSQL +
+RabbitMQ, transport tests). Each runs in its own pytest process because Django settings are
+fixed per process. The ``install`` phase builds the wheel and the sdist and installs the wheel
+into a fresh virtual environment beside a fresh ``startproject`` (tests/install). Tests that need
+a service that is not running skip with a reason, and fail when ``CI=true``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 #: (phase, pytest arguments): what each pytest process runs.
 PHASES: list[tuple[str, list[str]]] = [
     ("sqlite", ["tests", "--ignore=tests/install"]),
-    ("postgres", ["tests/e2e", "tests/admin"]),
+    ("postgres", ["tests/e2e", "tests/admin", "tests/kit"]),
     ("rabbitmq", ["tests/e2e", "-m", "transport"]),
     # Builds the wheel and sdist, installs the wheel beside a fresh startproject (a minute or two).
     ("install", ["tests/install"]),

@@ -15,8 +15,8 @@ from typing import Any
 from django.core import signing
 from django.db import transaction
 from django.db.models import Q
-from django.utils import timezone
 
+from .. import clock
 from ..conf import durable_setting
 from ..engine.retry import AttemptFailure, FailureKind, RetryDecision, decide_retry
 from ..errors import InvalidArgumentError, describe_error
@@ -59,7 +59,7 @@ def claim_attempt(message: dict[str, Any], worker_id: int, celery_task_id: str |
     """
     if usable():
         return claim_attempt_fast(message, worker_id, celery_task_id)
-    now = timezone.now()
+    now = clock.now()
     event = HistoryEvent(input={"start_to_close_timeout": message.get("timeout"),
                                 "heartbeat_timeout": message.get("heartbeat_timeout")})
     # A run that ended cancelled its open calls, so "scheduled" means the run is active.
@@ -91,7 +91,7 @@ def record_attempt_failure(message: dict[str, Any], failure: AttemptFailure, *,
         ``(decision, attempts)``: what was decided (``None`` when the attempt was no longer
         current: nothing recorded), and attempts claimed to run in this process next.
     """
-    now = timezone.now()
+    now = clock.now()
     event_pk, attempt = int(message["event"]), int(message["attempt"])
     row = HistoryEvent.objects.filter(pk=event_pk).values_list("input", "created_at",
                                                                 "started_at").first()
@@ -151,7 +151,7 @@ def heartbeat_attempt(message: dict[str, Any], worker_id: int | None,
     longer current. (Not the run's ``cancel_requested_at``: cleanup activities the workflow
     calls after the cancellation must run normally, and an attempt told early could record a
     failure before the workflow was told.)"""
-    now = timezone.now()
+    now = clock.now()
     timeout = message.get("heartbeat_timeout")
     fields: dict[str, Any] = {"heartbeat_at": now, "heartbeat_details": details}
     if timeout:

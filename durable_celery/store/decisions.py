@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
-from django.utils import timezone
 
+from .. import clock
 from ..conf import durable_setting
 from ..engine import HistoryRecord, StepOutcome, StepStatus, WorkflowRun
 from ..engine.retry import AttemptFailure, FailureKind, decide_retry
@@ -274,7 +274,7 @@ def count_step_failure(execution_pk: int, worker_id: int, error: BaseException) 
             f"the decision of a replay step could not be recorded {execution.step_failures} "
             f"times in a row; last error: {type(error).__name__}: {safe_str(error)}",
             type=type(error).__name__).to_dict()
-        finish_execution(execution, ExecutionStatus.FAILED, now=timezone.now(), batch=batch,
+        finish_execution(execution, ExecutionStatus.FAILED, now=clock.now(), batch=batch,
                          error=stored)
         execution.save(update_fields=[*FINISHED_FIELDS, "step_failures"])
         batch.commit()

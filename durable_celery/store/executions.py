@@ -7,8 +7,8 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
+from .. import clock
 from ..errors import DuplicateWorkflowError, InvalidArgumentError, WorkflowNotFoundError
 from ..models import (
     ACTIVE_STATUSES,
@@ -100,7 +100,7 @@ def create_execution(*, namespace: str, workflow_id: str, workflow_name: str, ta
                 raise DuplicateWorkflowError(
                     f"workflow {workflow_id!r} is already running in namespace "
                     f"{namespace!r} ({running.workflow_name}, {running.status})")
-            now = timezone.now()
+            now = clock.now()
             execution = WorkflowExecution.objects.create(
                 namespace=namespace, workflow_id=workflow_id, workflow_name=workflow_name,
                 task_queue=task_queue, args=args, entity=entity or "",
@@ -173,7 +173,7 @@ def send_signal(namespace: str, signal_id: str, data: Any) -> int:
     with transaction.atomic():
         lock_signal_ids(namespace, [signal_id])
         batch = OutboxBatch()
-        woken = deliver_signal(namespace, signal_id, data, now=timezone.now(), batch=batch)
+        woken = deliver_signal(namespace, signal_id, data, now=clock.now(), batch=batch)
         batch.commit()
     return len(woken)
 
@@ -212,7 +212,7 @@ def interrupt_execution(namespace: str, workflow_id: str, reason: str | None = N
                 locked = WorkflowExecution.objects.lock(pk)
                 if locked is None or not locked.is_active:
                     continue
-                finish_execution(locked, ExecutionStatus.INTERRUPTED, now=timezone.now(),
+                finish_execution(locked, ExecutionStatus.INTERRUPTED, now=clock.now(),
                                  batch=batch, error=stored)
                 locked.save(update_fields=FINISHED_FIELDS)
                 interrupted.append(current)

@@ -21,8 +21,8 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection
-from django.utils import timezone
 
+from .. import clock
 from ..engine import StepStatus
 from ..models import (
     ExecutionStatus,
@@ -180,7 +180,7 @@ def claim_attempt_fast(message: dict[str, Any], worker_id: int,
                        celery_task_id: str | None, now: datetime | None = None) -> bool:
     """Claim a delivered attempt (and delete the outbox rows this process published) in one
     statement. See :func:`durable_celery.store.activities.claim_attempt`."""
-    now = now or timezone.now()
+    now = now or clock.now()
     lease = running_lease(HistoryEvent(input={
         "start_to_close_timeout": message.get("timeout"),
         "heartbeat_timeout": message.get("heartbeat_timeout")}), now)

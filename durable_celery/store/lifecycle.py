@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
-from django.utils import timezone
 
+from .. import clock
 from ..engine.history import CANCEL_KIND, CANCEL_POSITION
 from ..errors import WorkflowNotFoundError
 from ..models import (
@@ -73,7 +73,7 @@ def _record_cancel(execution: WorkflowExecution, reason: str | None, descend: bo
     if HistoryEvent.objects.filter(execution_id=execution.pk, dimension="",
                                    seq=CANCEL_POSITION).exists():
         return False  # requested before: a run is told once
-    now = timezone.now()
+    now = clock.now()
     request = {"reason": reason, "descend": bool(descend)}
     HistoryEvent.objects.create(
         execution=execution, dimension="", seq=CANCEL_POSITION, kind=CANCEL_KIND,

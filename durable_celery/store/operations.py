@@ -11,8 +11,8 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import Max
-from django.utils import timezone
 
+from .. import clock
 from ..errors import OperationError
 from ..models import (
     ExecutionStatus,
@@ -52,7 +52,7 @@ def record_operator_action(execution: WorkflowExecution, action: str, user: str,
         user: Who did it.
         **details: JSON-serialisable particulars, stored next to the user.
     """
-    now = timezone.now()
+    now = clock.now()
     last = HistoryEvent.objects.filter(execution=execution, dimension=OPERATOR_DIMENSION) \
         .aggregate(last=Max("seq"))["last"] or 0
     return HistoryEvent.objects.create(
@@ -221,7 +221,7 @@ def rerun_activity(namespace: str, workflow_id: str, event_pk: int, user: str,
         previous = execution.error
         batch = OutboxBatch()
         _revive(execution, step_requested=False)
-        reopen_failed_activity(execution, row, timezone.now(), batch)
+        reopen_failed_activity(execution, row, clock.now(), batch)
         record_operator_action(execution, "rerun", user, dimension=row.dimension, seq=row.seq,
                                activity=row.name, previous_error=row.error,
                                workflow_error=previous)

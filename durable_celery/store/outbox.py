@@ -44,10 +44,15 @@ class _Acknowledgements(threading.local):
 _acks = _Acknowledgements()
 
 
-def set_publisher(publisher: Publisher) -> None:
-    """Install the function that hands messages to the broker."""
+def set_publisher(publisher: Publisher | None) -> Publisher | None:
+    """Install the function that hands messages to the broker.
+
+    Returns:
+        The publisher installed before (to put back, e.g. after a test).
+    """
     global _publisher
-    _publisher = publisher
+    previous, _publisher = _publisher, publisher
+    return previous
 
 
 def defer_acknowledgements(deferred: bool) -> None:

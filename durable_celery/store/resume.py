@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.utils import timezone
-
+from .. import clock
 from ..models import (
     ExecutionStatus,
     HistoryEvent,
@@ -76,7 +75,7 @@ def resume_run(execution: WorkflowExecution, batch: OutboxBatch) -> Resumed:
     version moves on, so a copy kept in a worker's memory is rebuilt from history. An
     ``execution_timeout`` deadline still ahead is armed again; one already passed is dropped.
     """
-    now = timezone.now()
+    now = clock.now()
     done = Resumed()
     failed = failed_step_of(execution) if execution.status == ExecutionStatus.FAILED else []
     for row in failed:

@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
+from .. import clock
 from ..errors import ScheduleNotFoundError
 from ..models import Schedule, WorkflowExecution
 from ..schedules import ScheduleTiming
@@ -74,7 +74,7 @@ def save_schedule(*, namespace: str, schedule_id: str, definition: dict[str, Any
         paused: Start paused (``True``) or unpaused (``False``); ``None`` keeps an existing
             schedule's state and starts a new one unpaused.
     """
-    now = timezone.now()
+    now = clock.now()
     timing = ScheduleTiming(cron=definition["cron"], every=definition["every"])
     with transaction.atomic():
         existing = Schedule.objects.named(namespace, schedule_id).first()
@@ -120,7 +120,7 @@ def set_paused(namespace: str, schedule_id: str, paused: bool, *, user: str | No
     Raises:
         ScheduleNotFoundError: No such schedule.
     """
-    now = timezone.now()
+    now = clock.now()
     with transaction.atomic():
         schedule = _locked(namespace, schedule_id)
         if schedule.paused == paused:
@@ -149,7 +149,7 @@ def trigger_schedule(namespace: str, schedule_id: str, *, user: str | None = Non
     Raises:
         ScheduleNotFoundError: No such schedule.
     """
-    now = timezone.now()
+    now = clock.now()
     with transaction.atomic():
         schedule = _locked(namespace, schedule_id)
         batch = OutboxBatch()
@@ -181,7 +181,7 @@ def next_runs(schedule: Schedule, now: datetime | None = None,
     """
     if schedule.paused:
         return []
-    now = now or timezone.now()
+    now = now or clock.now()
     timing = timing_of(schedule)
     first = schedule.next_fire_at
     cutoff = now - timedelta(seconds=schedule.catchup_window)

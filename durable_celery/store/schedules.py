@@ -19,8 +19,8 @@ from enum import StrEnum
 from typing import Any
 
 from django.db import DatabaseError, transaction
-from django.utils import timezone
 
+from .. import clock
 from ..errors import DuplicateWorkflowError
 from ..models import Schedule, ScheduleOverlap, WorkflowExecution
 from ..schedules import ScheduleTiming, run_workflow_id
@@ -158,7 +158,7 @@ def fire_due_schedules(now: datetime | None = None, limit: int = 50) -> int:
     Returns:
         How many runs were started.
     """
-    now = now or timezone.now()
+    now = now or clock.now()
     if not Schedule.objects.due(now).exists():  # no write transaction when nothing is due
         return 0
     started = 0

@@ -26,8 +26,8 @@ from typing import Any
 
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Exists, OuterRef, Q
-from django.utils import timezone
 
+from .. import clock
 from ..conf import durable_setting
 from ..engine import HistoryRecord, StepOutcome, StepStatus, WorkflowInfo, WorkflowRun
 from ..engine.cache import RunCache
@@ -96,7 +96,7 @@ class CachedRun:
 
 def claim_step(execution_pk: int, worker_id: int) -> bool:
     """Claim the next step of a run for this process (free, or its holder's lease ran out)."""
-    now = timezone.now()
+    now = clock.now()
     lease = now + timedelta(seconds=float(durable_setting("DURABLE_STEP_LEASE")))
     return bool(WorkflowExecution.objects.filter(
         Q(step_claimed_by__isnull=True) | Q(step_claimed_until__lt=now),
@@ -283,7 +283,7 @@ def _unknown(name: str) -> UnknownWorkflowError:
 def _decide(execution: WorkflowExecution, due: list[Due]) -> Decision:
     """Run every due thread of the step and collect what they decided."""
     step = execution.step_count + 1
-    effects = StepEffects(execution, timezone.now())
+    effects = StepEffects(execution, clock.now())
     port = StepPort(effects, STEP_OPERATIONS)
     decision = Decision(step=step, version=execution.step_count, effects=effects, outcomes=[])
     with workflow_span(f"step/{execution.workflow_name}", execution.namespace,
@@ -398,7 +398,7 @@ def _settle_alone(message: dict[str, Any], holder: int | None, result: Any,
                   request_step: bool) -> bool:
     with transaction.atomic():
         recorded = HistoryEvent.objects.settle(
-            int(message["event"]), result=result, error=error, now=timezone.now(),
+            int(message["event"]), result=result, error=error, now=clock.now(),
             attempt=int(message["attempt"]), worker_id=holder)
         if recorded:
             if also is not None:

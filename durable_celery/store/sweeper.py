@@ -9,14 +9,14 @@ database, where every piece of work that must happen is recorded.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 from typing import TypeVar
 
 from django.db import models, transaction
 from django.db.models import Q, QuerySet
-from django.utils import timezone
 
+from .. import clock
 from ..conf import durable_setting
 from ..engine.retry import AttemptFailure, FailureKind
 from ..errors import DurableTimeoutError
@@ -55,15 +55,19 @@ logger = logging.getLogger(__name__)
 M = TypeVar("M", bound=models.Model)
 
 
-def fire_due_timers(now: datetime | None = None, limit: int = 100) -> int:
+def fire_due_timers(now: datetime | None = None, limit: int = 100, *,
+                    executions: Collection[int] | None = None) -> int:
     """Claim due timers (no two sweepers get the same one) and act on each.
+
+    Args:
+        executions: Only timers of these runs (the testing kit fires its own runs' timers).
 
     Returns:
         How many timers fired.
     """
-    now = now or timezone.now()
+    now = now or clock.now()
     with transaction.atomic():
-        timers = Timer.objects.claim_due(now, limit)
+        timers = Timer.objects.claim_due(now, limit, executions)
         if not timers:
             return 0
         batch = OutboxBatch()
@@ -116,7 +120,7 @@ def republish_outbox(now: datetime | None = None, *, everything: bool = False) -
     Args:
         everything: Re-send every stored message, however recent (the broker lost its messages).
     """
-    now = now or timezone.now()
+    now = now or clock.now()
     before = now if everything else now - timedelta(
         seconds=float(durable_setting("DURABLE_OUTBOX_REPUBLISH_AFTER")))
     with transaction.atomic():
@@ -148,7 +152,7 @@ def recover_dead_workers(now: datetime | None = None, limit: int = 200) -> int:
     Returns:
         How many things were recovered.
     """
-    now = now or timezone.now()
+    now = now or clock.now()
     dead = dead_worker_ids(now)
     count = 0
     held = list(HistoryEvent.objects.open_activities().filter(worker_id__in=dead)
@@ -220,7 +224,7 @@ def recover_timed_out_attempts(now: datetime | None = None, limit: int = 200) ->
     """Fail attempts past their ``start_to_close_timeout`` or ``heartbeat_timeout`` that their
     worker did not end itself (a hung process, an attempt completed from elsewhere that never
     came back); the retry policy decides what follows."""
-    now = now or timezone.now()
+    now = now or clock.now()
     count = 0
     late = HistoryEvent.objects.open_activities().filter(
         started_at__isnull=False, lease_until__lt=now).select_related("execution")[:limit]
@@ -241,7 +245,7 @@ def recover_lost_messages(now: datetime | None = None, *, broker_lost: bool = Fa
     """Send again attempts that waited in their queue longer than ``DURABLE_ACTIVITY_LEASE``
     (or every queued attempt, when the broker lost its messages), and ask for the steps that
     local activities waiting to be claimed need."""
-    now = now or timezone.now()
+    now = now or clock.now()
     queue_lease = timedelta(seconds=float(durable_setting("DURABLE_ACTIVITY_LEASE")))
     with transaction.atomic():
         batch = OutboxBatch()
@@ -266,7 +270,7 @@ def request_missed_steps(now: datetime | None = None, *, everything: bool = Fals
     Each such run is touched (``updated_at``) as it is re-requested, so while workers are down
     it gets one request per ``DURABLE_STEP_REDRIVE_AFTER``, not one per sweep.
     """
-    now = now or timezone.now()
+    now = now or clock.now()
     before = now if everything else now - timedelta(
         seconds=float(durable_setting("DURABLE_STEP_REDRIVE_AFTER")))
     free = Q(execution__step_claimed_by__isnull=True) | Q(execution__step_claimed_until__lt=now)

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django.db.models import Q, QuerySet
-from django.utils import timezone
 
+from .. import clock
 from ..conf import durable_setting
 from ..models import HistoryEvent, HistoryStatus, Worker, WorkflowExecution
 
@@ -42,7 +42,7 @@ def register_process(*, name: str, hostname: str, pid: int, queues: Iterable[str
     return Worker.objects.create(
         name=name[:255], hostname=hostname[:255], pid=pid, queues=sorted(set(queues)),
         pool=pool[:32], version=version[:32], parent_id=parent_id,
-        heartbeat_at=timezone.now()).pk
+        heartbeat_at=clock.now()).pk
 
 
 def beat(main_id: int, live_pids: Iterable[int], listed_at: datetime) -> None:
@@ -52,7 +52,7 @@ def beat(main_id: int, live_pids: Iterable[int], listed_at: datetime) -> None:
     ``live_pids`` have exited: they are marked stopped at once, so what they held is re-driven
     without waiting for their heartbeat to go stale.
     """
-    now = timezone.now()
+    now = clock.now()
     pids = list(live_pids)
     Worker.objects.filter(Q(pk=main_id) | Q(parent_id=main_id, pid__in=pids),
                           stopped_at__isnull=True).update(heartbeat_at=now)
@@ -62,14 +62,14 @@ def beat(main_id: int, live_pids: Iterable[int], listed_at: datetime) -> None:
 
 def mark_stopped(main_id: int) -> None:
     """A worker shut down: it and its pool processes hold nothing any more."""
-    now = timezone.now()
+    now = clock.now()
     Worker.objects.filter(Q(pk=main_id) | Q(parent_id=main_id),
                           stopped_at__isnull=True).update(stopped_at=now)
 
 
 def dead_worker_ids(now: datetime | None = None) -> QuerySet[Worker, int]:
     """Ids of processes that are stopped or whose heartbeat is stale (a subquery)."""
-    now = now or timezone.now()
+    now = now or clock.now()
     return Worker.objects.filter(
         Q(stopped_at__isnull=False) | Q(heartbeat_at__lt=stale_before(now))
     ).values_list("pk", flat=True)
@@ -79,14 +79,14 @@ def is_alive(worker_id: int | None, now: datetime | None = None) -> bool:
     """Whether the process ``worker_id`` is registered, not stopped and heartbeating."""
     if worker_id is None:
         return False
-    now = now or timezone.now()
+    now = now or clock.now()
     return Worker.objects.filter(pk=worker_id, stopped_at__isnull=True,
                                  heartbeat_at__gte=stale_before(now)).exists()
 
 
 def live_workers(now: datetime | None = None) -> QuerySet[Worker]:
     """Main processes of the live workers, newest first."""
-    now = now or timezone.now()
+    now = now or clock.now()
     return Worker.objects.filter(parent__isnull=True, stopped_at__isnull=True,
                                  heartbeat_at__gte=stale_before(now)).order_by("-started_at")
 
@@ -98,7 +98,7 @@ def queue_consumers(queue: str, now: datetime | None = None) -> list[Worker]:
 
 def prune_workers(now: datetime | None = None, keep: float = 86400.0) -> int:
     """Forget processes dead for longer than ``keep`` seconds that hold nothing."""
-    now = now or timezone.now()
+    now = now or clock.now()
     before = now - timedelta(seconds=keep)
     holding = set(HistoryEvent.objects.filter(status=HistoryStatus.SCHEDULED,
                                               worker__isnull=False)

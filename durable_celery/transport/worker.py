@@ -26,8 +26,8 @@ from datetime import datetime
 from typing import Any
 
 from django.db import close_old_connections, connection
-from django.utils import timezone
 
+from .. import clock
 from ..conf import durable_setting
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "shutting_down",
     "start_worker_runtime",
     "stop_worker_runtime",
+    "use_embedded_worker",
 ]
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class _WorkerRole:
 
 _role: _WorkerRole | None = None
 _standalone: dict[int, int] = {}  # pid -> row id, for processes that are not Celery workers
+_embedded: int | None = None  # the row of an embedded worker running in this process, if any
 _lock = threading.Lock()
 _runtime: WorkerRuntime | None = None
 
@@ -106,10 +108,24 @@ def shutting_down() -> bool:
     return _role is not None and bool(_role.stopping.value)
 
 
+def use_embedded_worker(worker_id: int | None) -> int | None:
+    """Make :func:`current_worker_id` answer ``worker_id`` (a worker row an embedded worker —
+    the testing kit's — registered for itself); ``None`` undoes it.
+
+    Returns:
+        The embedded worker id set before.
+    """
+    global _embedded
+    previous, _embedded = _embedded, worker_id
+    return previous
+
+
 def current_worker_id() -> int:
     """The registry id of this process, registering it on first use (after a fork too)."""
     from ..store.workers import register_process
 
+    if _embedded is not None:
+        return _embedded
     pid = os.getpid()
     role = _role
     if role is not None:
@@ -156,7 +172,7 @@ class _StandaloneBeat(threading.Thread):
         while True:
             time.sleep(interval)
             try:
-                Worker.objects.filter(pk=self.worker_id).update(heartbeat_at=timezone.now())
+                Worker.objects.filter(pk=self.worker_id).update(heartbeat_at=clock.now())
             except Exception:  # noqa: BLE001 - the next beat retries
                 logger.debug("durable_celery: heartbeat failed", exc_info=True)
                 connection.close()
@@ -191,7 +207,7 @@ class WorkerRuntime(threading.Thread):
             try:
                 close_old_connections()
                 if self.role is not None and started >= next_beat:
-                    listed_at: datetime = timezone.now()
+                    listed_at: datetime = clock.now()
                     beat(self.role.main_id, _live_pids(self.role), listed_at)
                     next_beat = started + self.heartbeat_interval
                 if self.sweeping:

@@ -10,6 +10,7 @@ from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any
 
+from .. import clock
 from ..engine import WorkflowInfo, current_context, deterministic_random
 from ..errors import did_interrupt
 from ._immediate import Immediate
@@ -40,11 +41,12 @@ def random() -> float:
 def now() -> datetime:
     """The current time, as a timezone-aware UTC ``datetime``. Takes a position.
 
-    First run: the worker's clock when the workflow reaches this position, recorded in history.
+    First run: the worker's clock (:func:`durable_celery.clock.utc_now`) when the workflow
+    reaches this position, recorded in history.
     Replay: the recorded time, identical to the microsecond.
     """
     value, _ = current_context().record_now(
-        "now", "", lambda _seq: datetime.now(UTC).isoformat())
+        "now", "", lambda _seq: clock.utc_now().isoformat())
     return datetime.fromisoformat(str(value)).astimezone(UTC)
 
 

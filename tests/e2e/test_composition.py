@@ -1,4 +1,8 @@
-"""Child workflows, hooks and interrupts, end to end with real workers."""
+"""Child workflows, hooks and interrupts, end to end with real workers.
+
+That an interrupted sleep's timer never fires and that a workflow interrupting itself stops
+there are checked on the test clock in tests/kit/test_interrupts.py.
+"""
 
 from __future__ import annotations
 
@@ -178,24 +182,6 @@ def test_client_hook_runs_inside_a_running_workflow(client, uid):
 # --- interrupts --------------------------------------------------------------------------------
 
 
-def test_interrupt_sleeping_workflow_timer_never_fires(client, uid):
-    from durable_celery.models import Timer
-
-    handle = client.start(cw.child_sleeps, "2s", f"never-{uid}", workflow_id=f"sleepy-{uid}")
-    wait_until(lambda: any(h["kind"] == "sleep" for h in handle.history()), what="sleep")
-    assert handle.interrupt(reason="stop it") == [f"sleepy-{uid}"]
-    assert handle.status() == "interrupted"
-    assert not Timer.objects.filter(execution__workflow_id=f"sleepy-{uid}").exists()
-    time.sleep(2.5)
-    assert handle.status() == "interrupted"
-    assert [h["status"] for h in handle.history()] == ["cancelled"]
-    assert count(f"never-{uid}") == 0
-    with pytest.raises(DurableInterruptedError) as raised:
-        handle.result(timeout=5)
-    assert raised.value.code == 410 and raised.value.message == "stop it"
-    assert handle.interrupt() == []  # already finished: a no-op, not a crash
-
-
 def test_interrupt_descend_reaches_children_and_grandchild(client, uid):
     ids = [f"c1-{uid}", f"c2-{uid}"]
     grandchild = f"gc-{uid}"
@@ -205,6 +191,9 @@ def test_interrupt_descend_reaches_children_and_grandchild(client, uid):
     assert sorted(interrupted) == sorted([f"tree-{uid}", *ids, grandchild])
     for workflow_id in [f"tree-{uid}", *ids, grandchild]:
         assert client.get_handle(workflow_id).status() == "interrupted"
+    with pytest.raises(DurableInterruptedError) as raised:
+        handle.result(timeout=5)
+    assert raised.value.code == 410 and raised.value.message == "shut down"
 
 
 def test_activity_finishing_after_interrupt_changes_nothing(client, uid):
@@ -226,15 +215,6 @@ def test_workflow_interrupts_its_child_once(client, uid):
     assert client.get_handle(child_id).status() == "interrupted"
     kinds = [h["kind"] for h in handle.history()]
     assert kinds == ["start", "sleep", "interrupt"]
-
-
-def test_workflow_interrupting_itself_stops_there(client, uid):
-    key = f"self-{uid}"
-    handle = client.start(cw.interrupts_itself, key, workflow_id=f"self-{uid}")
-    with pytest.raises(DurableInterruptedError, match="nothing to do"):
-        handle.result(timeout=20)
-    time.sleep(0.5)
-    assert count(key) == 0
 
 
 def test_child_addressed_by_entity(client, uid):
