@@ -40,6 +40,9 @@ class DurableClient:
               namespace: str | None = None) -> WorkflowHandle:
         """Store a new workflow execution and queue its first step.
 
+        Logs a warning (logger ``durable_celery.client``) when no live worker consumes the
+        workflow's task queue: the run would stay pending until one does.
+
         Args:
             workflow: The definition, or its registered name.
             *args: Its arguments: JSON values, dataclasses, pydantic models. When the
@@ -62,6 +65,7 @@ class DurableClient:
             NotJSONSerializableError: An argument is not JSON (a ``TypeError``).
         """
         from .store.executions import create_execution
+        from .store.inspect import warn_if_unconsumed
 
         name, default_queue, definition = _resolve(workflow, task_queue)
         stored_args = definition.check_args(args) if definition is not None else encode(
@@ -76,6 +80,7 @@ class DurableClient:
             entity=entity,
             expire=None if expire is None else parse_duration(expire, what="expire"),
             retry_policy=policy.to_dict() if policy else None)
+        warn_if_unconsumed(task_queue or default_queue, wid)
         return WorkflowHandle(wid, ns)
 
     def get_handle(self, workflow_id: str, namespace: str | None = None) -> WorkflowHandle:
