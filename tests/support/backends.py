@@ -125,7 +125,7 @@ def configure_environment() -> Backend:
     os.environ["CELERY_BROKER_URL"] = broker_url
     os.environ["DURABLE_IMPORTS"] = ("tests.e2e.workflows,tests.e2e.composition_workflows,"
                                      "tests.e2e.data_workflows,tests.e2e.port_workflows,"
-                                     "tests.e2e.schedule_workflows")
+                                     "tests.e2e.schedule_workflows,tests.admin.ops_workflows")
     os.environ["DURABLE_TEST_COUNTERS"] = os.path.join(workdir, "counters")
     os.makedirs(os.environ["DURABLE_TEST_COUNTERS"], exist_ok=True)
     # Recovery paths run quickly in tests; production defaults are in durable_celery/conf.py.
