@@ -107,6 +107,10 @@ def _runs(execution: WorkflowExecution) -> dict[str, Any]:
                        "duration": format_duration(run.created_at, run.completed_at),
                        "error": error_view(run.error)})
     previous = next((r for r in listed if r["run"].run_id == execution.previous_run_id), None)
+    if previous is None and execution.previous_run_id:  # continued under another id
+        found = WorkflowExecution.objects.filter(run_id=execution.previous_run_id) \
+            .only("pk", "run_id").first()
+        previous = {"run": found, "url": execution_url(found.pk)} if found else None
     return {"runs": listed if len(listed) > 1 else [],
             "is_latest_run": not runs or runs[0].pk == execution.pk,
             "latest_run_url": execution_url(runs[0].pk) if runs else "",

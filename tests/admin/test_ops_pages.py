@@ -284,3 +284,48 @@ def test_start_on_a_consumed_queue_does_not_warn(durable, uid, caplog):
         handle = durable.start(wf.hello, "y", workflow_id=f"ops-fine-{uid}")
     assert handle.result(timeout=30) == "Hello, y!"
     assert not [r for r in caplog.records if r.name == "durable_celery.client"]
+
+
+def test_workers_page_shows_what_each_worker_holds(client, durable, make_user, uid):
+    from durable_celery.models import HistoryEvent
+
+    client.force_login(make_user(operate=True))
+    url = reverse("admin:durable_celery_worker_changelist")
+    with CaptureQueriesContext(connection) as idle:
+        client.get(url)
+    handle = durable.start(ow.ops_parallel, f"hold-{uid}", 2, 3.0, workflow_id=f"ops-hold-{uid}")
+    running = wait_until(lambda: list(HistoryEvent.objects.filter(
+        execution__workflow_id=handle.workflow_id, kind="activity", status="scheduled",
+        worker__isnull=False, started_at__isnull=False)), what="an attempt running")
+    with CaptureQueriesContext(connection) as busy:
+        body = client.get(url).content.decode()
+    assert len(busy.captured_queries) == len(idle.captured_queries)
+    workers = body.split('id="dc-live-workers"')[1]
+    assert f">{handle.workflow_id}</a> #{running[0].seq} ops_pause (attempt 1" in workers
+    assert 'data-consumed="yes"' in body.split('data-queue="durable-activity"')[1][:40]
+    confirm = client.get(reverse("admin:durable_celery_workflowexecution_interrupt",
+                                 args=[execution(handle.workflow_id).pk]))
+    assert confirm.status_code == 200 and 'id="dc-confirm-form"' in confirm.content.decode()
+    assert "data-dc-refresh" not in confirm.content.decode()  # only the page itself reloads
+    assert len(handle.result(timeout=60)) == 2
+
+
+def test_continue_as_new_chain_is_linked_both_ways(client, make_user, uid):
+    from durable_celery.models import WorkflowExecution
+
+    ns, wid = f"chain-{uid}", f"chain-{uid}"
+    first = WorkflowExecution.objects.create(namespace=ns, workflow_id=wid, workflow_name="x",
+                                             task_queue="q", status="continued")
+    second = WorkflowExecution.objects.create(namespace=ns, workflow_id=wid, workflow_name="x",
+                                              task_queue="q", status="completed",
+                                              previous_run_id=first.run_id)
+    client.force_login(make_user())
+    page = client.get(reverse("admin:durable_celery_workflowexecution_change",
+                              args=[second.pk])).content.decode()
+    first_url = reverse("admin:durable_celery_workflowexecution_change", args=[first.pk])
+    assert f'continued from <a href="{first_url}">' in page
+    runs = page.split('id="dc-runs"')[1]
+    assert "continued as this run" in runs
+    older = client.get(first_url).content.decode()
+    assert "continued from this run" in older.split('id="dc-runs"')[1]
+    assert 'id="dc-earlier-run"' in older
