@@ -25,9 +25,7 @@ from .admin_format import (
 )
 from .admin_timeline import build_calls, build_gantt
 from .models import ActivityAttempt, HistoryEvent, Timer, TimerKind, WorkflowExecution
-from .store.failures import RETRIES_DIMENSION
 from .store.inspect import runs_of, unconsumed_waits
-from .store.operations import OPERATOR_DIMENSION
 
 __all__ = ["REFRESH_SECONDS", "STATUS_COLOURS", "detail_context", "execution_url",
            "format_duration", "pretty_json", "task_result_links"]
@@ -176,7 +174,6 @@ def detail_context(execution: WorkflowExecution, now: datetime | None = None) ->
     workflow_failures = [c for c in calls if c["workflow_attempt"]]
     return {
         "execution": execution,
-        "now": now,
         "status_colour": STATUS_COLOURS.get(execution.status, "#333"),
         "duration": format_duration(execution.created_at, execution.completed_at or
                                     (now if execution.is_active else None)),
@@ -194,8 +191,6 @@ def detail_context(execution: WorkflowExecution, now: datetime | None = None) ->
         "calls": [c for c in calls if not c["workflow_attempt"]],
         "call_count": len(rows) - len(workflow_failures),
         "workflow_failures": workflow_failures,
-        "failed_calls": [c for c in calls if c["error"] and c["row"].dimension not in
-                         (OPERATOR_DIMENSION, RETRIES_DIMENSION)],
         "gantt": build_gantt(execution, rows, logged, now),
         "hook_threads": _hook_threads(execution),
         "waits": [r for r in open_calls if r.kind == "wait"],

@@ -329,3 +329,21 @@ def test_continue_as_new_chain_is_linked_both_ways(client, make_user, uid):
     older = client.get(first_url).content.decode()
     assert "continued from this run" in older.split('id="dc-runs"')[1]
     assert 'id="dc-earlier-run"' in older
+
+
+def test_workflow_function_retrying_on_a_timer_is_flagged(client, durable, make_user, uid):
+    handle = durable.start(ow.ops_workflow_fails, f"wr-{uid}", workflow_id=f"ops-wretry-{uid}",
+                           retry_policy=RetryPolicy(maximum_attempts=5, initial_interval="1h"))
+    wait_history(handle, lambda rows: any(r["dimension"] == "retries" for r in rows))
+    client.force_login(make_user())
+    try:
+        listed = client.get(reverse(CHANGELIST), {"q": uid, "health": "retrying"}).content.decode()
+        row = listed.split(handle.workflow_id + "</a>")[1].split("</tr>")[0]
+        assert ">retrying</span>" in row and "workflow try 2: LookupError: no such customer" in row
+        body = _page(client, handle.workflow_id)
+        banner = body.split('id="dc-retrying"')[1].split("</div>")[0]
+        assert "The workflow function failed (try 1) and runs again at" in banner
+        assert "Latest error (the run is retrying)" in body
+        assert "Failed tries of the workflow function (1)" in body
+    finally:
+        handle.interrupt()
