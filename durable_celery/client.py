@@ -14,6 +14,11 @@ from .payloads import encode
 from .registry import WorkflowDefinition, find_workflow
 from .retry import RetryPolicy
 from .serialization import json_roundtrip
+from .validation import (
+    MAX_NAMESPACE_LENGTH,
+    MAX_SEARCH_VALUE_LENGTH,
+    check_text,
+)
 
 if TYPE_CHECKING:
     from .schedules import ScheduleHandle
@@ -74,6 +79,7 @@ class DurableClient:
         policy = RetryPolicy.coerce(retry_policy)
         ns = namespace or self.namespace
         wid = workflow_id or f"{name}-{uuid.uuid4().hex}"
+        _check_identity(ns, wid, task_queue or default_queue, entity, fields)
         create_execution(
             namespace=ns, workflow_id=wid, workflow_name=name,
             task_queue=task_queue or default_queue, args=stored_args, search=fields,
@@ -85,6 +91,7 @@ class DurableClient:
 
     def get_handle(self, workflow_id: str, namespace: str | None = None) -> WorkflowHandle:
         """A handle on an existing workflow (no I/O until used)."""
+        check_text(workflow_id, "workflow_id")
         return WorkflowHandle(workflow_id, namespace or self.namespace)
 
     def signal(self, signal_id: str, data: Any, namespace: str | None = None) -> int:
@@ -97,10 +104,46 @@ class DurableClient:
         """
         from .store.executions import send_signal
 
-        if not isinstance(signal_id, str) or not signal_id:
-            raise TypeError(f"signal needs a non-empty str signal id, got {signal_id!r}")
+        check_text(signal_id, "signal id")
         payload = json_roundtrip(data, where=f"payload of signal {signal_id!r}")
         return send_signal(namespace or self.namespace, signal_id, payload)
+
+    def complete_activity(self, task_token: str, result: Any = None) -> None:
+        """Complete an activity attempt that called ``activity.raise_complete_async()``.
+
+        Durable, first writer wins: the result is recorded and the workflow continues.
+
+        Args:
+            task_token: ``activity.get_context().task_token`` of the attempt.
+            result: Its result (JSON values, dataclasses, pydantic models).
+
+        Raises:
+            InvalidArgumentError: The token is malformed, forged, or names an attempt that is
+                no longer current (completed, failed, cancelled, or replaced by a retry).
+            NotJSONSerializableError: ``result`` cannot be stored.
+        """
+        from .store.activities import complete_async
+
+        complete_async(task_token, encode(result, where="the result of an activity completed "
+                                                        "with complete_activity"))
+
+    def fail_activity(self, task_token: str, error: str | BaseException) -> None:
+        """Fail an activity attempt that called ``activity.raise_complete_async()``.
+
+        The failed attempt is retried by the call's retry policy like any other (an exception
+        of a class in ``non_retryable_error_types``, or a ``DurableFatalError``, ends the call).
+
+        Args:
+            task_token: ``activity.get_context().task_token`` of the attempt.
+            error: What went wrong: a message, or the exception itself (its type and traceback
+                are kept).
+
+        Raises:
+            InvalidArgumentError: As for :meth:`complete_activity`.
+        """
+        from .store.activities import fail_async
+
+        fail_async(task_token, error)
 
     def hook(self, *, workflow_id: str, workflow_name: str, task_queue: str | None = None,
              args: list[Any] | tuple[Any, ...] = (), namespace: str | None = None,
@@ -306,3 +349,18 @@ def _resolve(workflow: WorkflowDefinition | Callable[..., Any] | str,
         return definition.name, definition.task_queue or default_queue, definition
     raise TypeError(f"start() needs a @durable_workflow definition or a registered name, got "
                     f"{workflow!r}")
+
+
+def _check_identity(namespace: str, workflow_id: str, task_queue: str, entity: str | None,
+                    search: dict[str, str]) -> None:
+    """Refuse ids and search fields the database cannot store (before anything is stored)."""
+    check_text(namespace, "namespace", max_length=MAX_NAMESPACE_LENGTH)
+    check_text(workflow_id, "workflow_id")
+    check_text(task_queue, "task_queue")
+    if entity is not None:
+        check_text(entity, "entity")
+    for key, value in search.items():
+        check_text(key, "search field name")
+        check_text(value, f"search field {key!r}", max_length=MAX_SEARCH_VALUE_LENGTH,
+                   allow_empty=True)
+

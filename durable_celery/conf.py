@@ -31,6 +31,9 @@ setting                                 default  meaning
                                                  another worker may take the run over
 ``DURABLE_MAX_STEP_FAILURES``           5        failed attempts to record one step before the
                                                  run fails with the cause
+``DURABLE_OUTCOME_GUARD``               0.05     seconds a finished activity's result may wait
+                                                 in memory for the step that records it with
+                                                 the next decision; then it is recorded alone
 ``DURABLE_OUTBOX_REPUBLISH_AFTER``      10.0     seconds before the sweeper re-sends an outbox
                                                  row whose publication was never confirmed
 ``DURABLE_STEP_REDRIVE_AFTER``          10.0     seconds before the sweeper re-requests a replay
@@ -79,6 +82,7 @@ DEFAULTS: dict[str, Any] = {
     "DURABLE_WORKER_STALE_AFTER": 10.0,
     "DURABLE_STEP_LEASE": 60.0,
     "DURABLE_MAX_STEP_FAILURES": 5,
+    "DURABLE_OUTCOME_GUARD": 0.05,
     "DURABLE_OUTBOX_REPUBLISH_AFTER": 10.0,
     "DURABLE_STEP_REDRIVE_AFTER": 10.0,
     "DURABLE_ACTIVITY_LEASE": 600.0,

@@ -18,8 +18,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from ..conf import durable_setting
-from ..engine.retry import AttemptFailure, RetryDecision, decide_retry
-from ..errors import InvalidArgumentError
+from ..engine.retry import AttemptFailure, FailureKind, RetryDecision, decide_retry
+from ..errors import InvalidArgumentError, describe_error
 from ..models import (
     ACTIVE_STATUSES,
     ActivityAttempt,
@@ -30,15 +30,17 @@ from ..models import (
     TimerKind,
     Worker,
 )
-from ..retry import RetryPolicy
+from ..retry import RetryPolicy, exception_type_names
 from .commands import NO_EAGER, EagerPolicy
-from .dispatch import running_lease
+from .dispatch import activity_message, running_lease
 from .steps import record_activity_outcome
 
 __all__ = [
     "Heartbeat",
     "activity_event_for_token",
     "claim_attempt",
+    "complete_async",
+    "fail_async",
     "heartbeat_attempt",
     "record_attempt_failure",
     "release_for_async_completion",
@@ -197,4 +199,38 @@ def release_for_async_completion(message: dict[str, Any], worker_id: int) -> boo
     return bool(HistoryEvent.objects.filter(
         pk=message["event"], status=HistoryStatus.SCHEDULED, attempts=message["attempt"],
         worker_id=worker_id).update(worker=None))
+
+
+def complete_async(token: str, result: Any) -> None:
+    """``client.complete_activity``: record the result of an attempt completed from elsewhere.
+
+    Raises:
+        InvalidArgumentError: The token is not valid or its attempt is no longer current.
+    """
+    event, attempt = activity_event_for_token(token)
+    message = activity_message(event.execution, event)
+    recorded = record_activity_outcome(message, holder=None, stepper=None, result=result)
+    del recorded  # the step is requested; its outcome shows in the workflow's history
+
+
+def fail_async(token: str, error: str | BaseException) -> None:
+    """``client.fail_activity``: record a failed attempt completed from elsewhere; the retry
+    policy decides what follows.
+
+    Raises:
+        InvalidArgumentError: The token is not valid or its attempt is no longer current.
+    """
+    event, _ = activity_event_for_token(token)
+    if isinstance(error, BaseException):
+        failure = AttemptFailure(FailureKind.RAISED, describe_error(error),
+                                 exception_type_names(error))
+    else:
+        failure = AttemptFailure(FailureKind.RAISED, {
+            "class": "DurableRetryError", "type": "ActivityFailure", "code": 599,
+            "message": str(error)})
+    decision, _ = record_attempt_failure(activity_message(event.execution, event), failure,
+                                         worker_id=None, outcome=AttemptOutcome.FAILED)
+    if decision is None:
+        raise InvalidArgumentError(f"attempt {event.attempts} of activity {event.name!r} was "
+                                   f"settled by someone else first")
 

@@ -22,6 +22,7 @@ from django.db.models.fields.json import KeyTransform
 
 from ..errors import InvalidArgumentError
 from ..models import SearchAttribute, WorkflowExecution
+from ..validation import MAX_SEARCH_VALUE_LENGTH
 from . import documents as doc
 from .effects import StepEffects
 
@@ -35,7 +36,7 @@ __all__ = [
 ]
 
 #: Longest text a search field may hold: values are indexed, and index rows have a size limit.
-MAX_FIELD_LENGTH = 2000
+MAX_FIELD_LENGTH = MAX_SEARCH_VALUE_LENGTH
 
 
 def field_text(value: Any) -> str:

@@ -26,6 +26,7 @@ from ..models import (
     ACTIVE_STATUSES,
     ExecutionStatus,
     HistoryEvent,
+    HistoryStatus,
     TimerKind,
     WorkflowExecution,
     WorkflowThread,
@@ -44,6 +45,8 @@ from .signals import lock_signal_ids
 __all__ = ["Decision", "Due", "StepLost", "count_step_failure", "record_decision"]
 
 logger = logging.getLogger(__name__)
+
+RESOLVED = (HistoryStatus.COMPLETED, HistoryStatus.FAILED)
 
 
 class StepLost(Exception):
@@ -117,8 +120,8 @@ def record_decision(execution: WorkflowExecution, decision: Decision, eager: Eag
         for name, value in fields.items():
             setattr(execution, name, value)
         if decision.delivered:
-            HistoryEvent.objects.filter(pk__in=decision.delivered,
-                                        observed_step__isnull=True).update(
+            HistoryEvent.objects.filter(pk__in=decision.delivered, observed_step__isnull=True,
+                                        status__in=RESOLVED).update(
                 observed_step=decision.step)
         attempts = _record_outcomes(execution, decision, eager)
         effects.batch.commit()

@@ -22,6 +22,7 @@ __all__ = [
     "dispatch_attempt",
     "is_local",
     "prepare_attempt",
+    "request_local_run",
     "running_lease",
     "send_attempt",
 ]
@@ -128,5 +129,11 @@ def dispatch_attempt(execution: WorkflowExecution, event: HistoryEvent, now: dat
                        celery_task_id=celery_task_id):
         send_attempt(execution, event, batch)
     elif claim_for is None and is_local(event):
-        batch.request_step(execution.pk, execution.task_queue)
+        request_local_run(execution, batch)
     event.save(update_fields=ATTEMPT_FIELDS)
+
+
+def request_local_run(execution: WorkflowExecution, batch: OutboxBatch) -> None:
+    """A local activity waits to be claimed: the next step of its run (asked for now) does."""
+    WorkflowExecution.objects.filter(pk=execution.pk).update(step_requested=True)
+    batch.request_step(execution.pk, execution.task_queue)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
@@ -47,6 +47,7 @@ from .commands import NO_EAGER, EagerPolicy
 from .connection import with_fresh_connection
 from .decisions import Decision, Due, StepLost, count_step_failure, record_decision
 from .effects import StepEffects, StepPort
+from .guard import GuardedOutcome, outcome_guard
 from .operations_table import STEP_OPERATIONS
 from .outbox import OutboxBatch
 
@@ -364,18 +365,29 @@ def record_activity_outcome(message: dict[str, Any], *, holder: int | None,
     local = stepper is not None and can_continue_locally(message["workflow_name"])
     entry = run_cache().take(execution_pk) if local else None
     if entry is not None:
+        guarded = outcome_guard().watch(
+            lambda: _settle_alone(message, holder, result, error, also, request_step=False))
         try:
-            return _step_in_memory(entry, message, holder, result, error, eager, also)
-        except Exception:  # noqa: BLE001 - whatever happened, the outcome is recorded below
+            return _step_in_memory(entry, message, holder, result, error, eager, also, guarded)
+        except Exception as failure:  # noqa: BLE001 - whatever happened, the outcome is recorded
             logger.debug("durable_celery: in-memory step of run %s not recorded; recording "
                          "the outcome first", execution_pk, exc_info=True)
             entry.close()
+            if isinstance(failure, (OperationalError, InterfaceError)):
+                connection.close()  # the connection died: the next work opens a new one
+            if not guarded.take_back():  # the guard recorded it meanwhile
+                return with_fresh_connection(lambda: _continue(execution_pk, stepper, eager))
     recorded = with_fresh_connection(
         lambda: _settle_alone(message, holder, result, error, also, request_step=not local))
     if not recorded or not local:
         return []
-    assert stepper is not None
-    if claim_step(execution_pk, stepper):
+    return with_fresh_connection(lambda: _continue(execution_pk, stepper, eager))
+
+
+def _continue(execution_pk: int, stepper: int | None,
+              eager: EagerPolicy) -> list[dict[str, Any]]:
+    """After an outcome was recorded on its own: take the step, unless someone else is."""
+    if stepper is not None and claim_step(execution_pk, stepper):
         return drive(execution_pk, stepper, eager)
     return []
 
@@ -399,7 +411,8 @@ def _settle_alone(message: dict[str, Any], holder: int | None, result: Any,
 
 def _step_in_memory(entry: CachedRun, message: dict[str, Any], holder: int | None,
                     result: Any, error: dict[str, Any] | None, eager: EagerPolicy,
-                    also: Callable[[], None] | None) -> list[dict[str, Any]]:
+                    also: Callable[[], None] | None,
+                    guarded: GuardedOutcome) -> list[dict[str, Any]]:
     """The sequential path: deliver the outcome to the run in memory and record both."""
     execution = entry.execution
     dimension, seq = str(message.get("dimension", "")), int(message["seq"])
@@ -419,9 +432,13 @@ def _step_in_memory(entry: CachedRun, message: dict[str, Any], holder: int | Non
     decision = _decide(execution, [Due(thread, run, [record])])
     decision.kept = {d: r for d, r in entry.runs.items() if d != dimension}
     try:
-        attempts = record_decision(execution, decision, eager, claimed_by=None,
-                           settle=(int(message["event"]), int(message["attempt"]), result, error,
-                                   holder), also=also)
+        if guarded.take_back():  # record the outcome with the decision
+            attempts = record_decision(
+                execution, decision, eager, claimed_by=None, also=also,
+                settle=(int(message["event"]), int(message["attempt"]), result, error, holder))
+        else:  # the step took long: the guard recorded the outcome; the decision marks it seen
+            decision.delivered = [int(message["event"])]
+            attempts = record_decision(execution, decision, eager, claimed_by=None)
     except BaseException:
         _close(decision)
         raise

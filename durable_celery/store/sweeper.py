@@ -34,7 +34,7 @@ from ..models import (
     WorkflowThread,
 )
 from .activities import record_attempt_failure
-from .dispatch import activity_message, dispatch_attempt, is_local
+from .dispatch import activity_message, dispatch_attempt, is_local, request_local_run
 from .executions import interrupt_execution
 from .outbox import OutboxBatch, publish_messages
 from .workers import dead_worker_ids, prune_workers
@@ -250,7 +250,7 @@ def recover_lost_messages(now: datetime | None = None, *, broker_lost: bool = Fa
                 worker__isnull=True, started_at__isnull=True, dispatched_at__isnull=True,
                 input__local=True).select_related("execution")[:limit]:
             if is_local(event):
-                batch.request_step(event.execution_id, event.execution.task_queue)
+                request_local_run(event.execution, batch)
                 count += 1
         batch.commit()
     if broker_lost:

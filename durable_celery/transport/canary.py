@@ -40,10 +40,11 @@ def broker_lost_messages() -> bool:
     queue = _queue()
     with current_app.connection_for_write() as conn:
         channel: Any = conn.default_channel
-        bound = queue(channel)
-        bound.declare()
+        queue(channel).declare()  # exchange, queue and binding (idempotent)
+        # Redis keeps no empty queue, so only a non-passive declare answers for one: its
+        # message count is what matters.
         _, waiting, _ = channel.queue_declare(queue=CANARY_QUEUE, durable=True,
-                                              auto_delete=False, passive=True)
+                                              auto_delete=False)
         if waiting:
             return False
         with conn.Producer(serializer="json") as producer:

@@ -4,7 +4,7 @@ Every function here asks the replay context of the running workflow (found throu
 for its position and stored outcome; none of them touches storage or Celery.
 """
 
-from .activities import ActivityProxy, proxy_activities
+from .activities import ActivityProxy, proxy_activities, proxy_local_activities
 from .children import exec_child, execute_child, start_child
 from .control import all_ as all  # noqa: A004 - the public name of API.md
 from .control import did_interrupt, get_context, is_side_effect_allowed, now, random, uuid4
@@ -34,6 +34,7 @@ __all__ = [
     "is_side_effect_allowed",
     "now",
     "proxy_activities",
+    "proxy_local_activities",
     "random",
     "search",
     "signal",

@@ -3,37 +3,60 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from ..durations import parse_duration
 from ..engine import DurableCall, current_context
-from ..errors import DurableError
+from ..engine.context import check_timer_seconds
+from ..errors import DurableError, InvalidArgumentError
 from ..interceptors import activity_interceptors
 from ..payloads import decode_result, encode
 from ..registry import lookup_activity, registered_activities
 from ..retry import RetryPolicy
 from .intercept import intercepted_activity
 
-__all__ = ["ActivityProxy", "proxy_activities"]
+__all__ = ["ActivityOptions", "ActivityProxy", "proxy_activities", "proxy_local_activities"]
+
+
+@dataclass(frozen=True)
+class ActivityOptions:
+    """How a proxy's calls run; durations in seconds (``None``: no limit).
+
+    Attributes:
+        task_queue: Route calls to ``{task_queue}-activity``.
+        retry_policy: How failed attempts are retried.
+        start_to_close_timeout: Longest one attempt may run.
+        heartbeat_timeout: Longest an attempt may go without ``activity.heartbeat()``.
+        schedule_to_close_timeout: Longest all attempts together may take, from the call.
+        local: Run in the worker that steps the workflow, never through the broker.
+    """
+
+    task_queue: str | None
+    retry_policy: RetryPolicy
+    start_to_close_timeout: float | None = None
+    heartbeat_timeout: float | None = None
+    schedule_to_close_timeout: float | None = None
+    local: bool = False
 
 
 class ActivityProxy:
     """``proxy.name(*args)`` schedules activity ``name`` and returns an awaitable of its result.
 
     First run: the call takes its position, is recorded as scheduled, and the workflow suspends
-    until a worker on ``{task_queue}-activity`` has run it. Replay: the stored result is returned
-    (or the stored error raised, or returned when ``throw_on_error=False``).
+    until a worker on ``{task_queue}-activity`` (or, for a local activity, the worker stepping
+    the workflow) has run it. Replay: the stored result is returned (or the stored error raised,
+    or returned when ``throw_on_error=False``).
 
     Arguments may be dataclasses and pydantic models (stored as JSON); a result is rebuilt by
     the activity's return annotation when the activity is registered in this process.
     """
 
-    def __init__(self, names: set[str] | None, task_queue: str | None,
-                 retry_policy: RetryPolicy, start_to_close_timeout: float | None) -> None:
+    def __init__(self, names: set[str] | None, options: ActivityOptions) -> None:
         self._names = names
-        self._task_queue = task_queue
-        self._retry_policy = retry_policy
-        self._timeout = start_to_close_timeout
+        self._task_queue = options.task_queue
+        self._retry_policy = options.retry_policy
+        self._settings = options
 
     def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
         if name.startswith("__"):
@@ -61,7 +84,9 @@ class ActivityProxy:
             "task_queue": self._task_queue or _registered_queue(name)
             or current_context().info.task_queue,
             "retry_policy": self._retry_policy,
-            "start_to_close_timeout": self._timeout,
+            "start_to_close_timeout": self._settings.start_to_close_timeout,
+            "heartbeat_timeout": self._settings.heartbeat_timeout,
+            "schedule_to_close_timeout": self._settings.schedule_to_close_timeout,
             "headers": {},
         }
 
@@ -74,13 +99,19 @@ class ActivityProxy:
         def details(_seq: int) -> dict[str, Any]:
             # Only a new call needs these; a replayed one returns its stored outcome.
             chosen = options if options is not None else self._options(name)
-            return {
+            details = {
                 "args": encode(args, where=f"arguments of activity {name!r}"),
                 "task_queue": chosen.get("task_queue") or ctx.info.task_queue,
                 "retry_policy": policy.to_dict(),
                 "start_to_close_timeout": chosen.get("start_to_close_timeout"),
                 "headers": dict(chosen.get("headers") or {}),
             }
+            for key in ("heartbeat_timeout", "schedule_to_close_timeout"):
+                if chosen.get(key) is not None:
+                    details[key] = chosen[key]
+            if self._settings.local:
+                details["local"] = True
+            return details
 
         queue = (options or {}).get("task_queue") or self._task_queue or ctx.info.task_queue
         return ctx.schedule("activity", name, details, transform=_result_decoder(name, queue),
@@ -90,7 +121,9 @@ class ActivityProxy:
 def proxy_activities(activities: Iterable[Callable[..., Any]] | None = None,
                      task_queue: str | None = None,
                      retry_policy: RetryPolicy | dict[str, Any] | None = None,
-                     start_to_close_timeout: str | float | None = None) -> ActivityProxy:
+                     start_to_close_timeout: str | float | None = None,
+                     heartbeat_timeout: str | float | None = None,
+                     schedule_to_close_timeout: str | float | None = None) -> ActivityProxy:
     """Return a proxy whose attributes call activities durably. Takes no position.
 
     Args:
@@ -98,17 +131,65 @@ def proxy_activities(activities: Iterable[Callable[..., Any]] | None = None,
         task_queue: Route calls to Celery queue ``{task_queue}-activity`` (default: the
             activity's own task queue if it names one, else the workflow's).
         retry_policy: How failed calls are retried (default ``RetryPolicy()``).
-        start_to_close_timeout: Longest one attempt may run; exceeding it fails the call with
-            ``DurableTimeoutError`` (not retried).
+        start_to_close_timeout: Longest one attempt may run; an attempt that exceeds it failed
+            and is retried by the policy (when retries run out: ``DurableTimeoutError``).
+        heartbeat_timeout: Longest an attempt may go without ``activity.heartbeat()``; one
+            that misses it failed, likewise.
+        schedule_to_close_timeout: Longest all attempts together may take, from the call;
+            past it the call fails with ``DurableTimeoutError``.
+
+    Raises:
+        InvalidArgumentError: A duration is malformed.
     """
+    return ActivityProxy(_names(activities), _options(
+        task_queue, retry_policy, start_to_close_timeout, heartbeat_timeout,
+        schedule_to_close_timeout, local=False))
+
+
+def proxy_local_activities(activities: Iterable[Callable[..., Any]] | None = None,
+                           task_queue: str | None = None,
+                           retry_policy: RetryPolicy | dict[str, Any] | None = None,
+                           start_to_close_timeout: str | float | None = None,
+                           heartbeat_timeout: str | float | None = None,
+                           schedule_to_close_timeout: str | float | None = None) -> ActivityProxy:
+    """Like :func:`proxy_activities`, for activities that run in the worker stepping the
+    workflow, without a broker hop. Takes no position.
+
+    First run: the call is recorded and claimed by the stepping worker, which runs it right
+    after the step commits and records its result like any other activity's; retries (by the
+    policy, after a durable backoff) and a dead worker's attempt are run by whichever worker
+    steps the workflow next. Replay: the stored outcome. The activity must be registered in
+    every worker that runs the workflow's steps.
+    """
+    return ActivityProxy(_names(activities), _options(
+        task_queue, retry_policy, start_to_close_timeout, heartbeat_timeout,
+        schedule_to_close_timeout, local=True))
+
+
+def _names(activities: Iterable[Callable[..., Any]] | None) -> set[str] | None:
     current_context()
-    policy = RetryPolicy.coerce(retry_policy) or RetryPolicy()
-    timeout = None if start_to_close_timeout is None else parse_duration(
-        start_to_close_timeout, what="start_to_close_timeout")
-    names = None if activities is None else {
+    return None if activities is None else {
         getattr(getattr(fn, "__durable_activity__", None), "name", None) or fn.__name__
         for fn in activities}
-    return ActivityProxy(names, task_queue, policy, timeout)
+
+
+def _options(task_queue: str | None, retry_policy: RetryPolicy | dict[str, Any] | None,
+             start_to_close: str | float | None, heartbeat: str | float | None,
+             schedule_to_close: str | float | None, *, local: bool) -> ActivityOptions:
+    def seconds(value: str | float | None, what: str) -> float | None:
+        if value is None:
+            return None
+        parsed = check_timer_seconds(parse_duration(value, what=what), what)
+        if parsed <= 0:
+            raise InvalidArgumentError(f"{what} must be more than 0 seconds, got {value!r}")
+        return parsed
+
+    return ActivityOptions(
+        task_queue=task_queue, retry_policy=RetryPolicy.coerce(retry_policy) or RetryPolicy(),
+        start_to_close_timeout=seconds(start_to_close, "start_to_close_timeout"),
+        heartbeat_timeout=seconds(heartbeat, "heartbeat_timeout"),
+        schedule_to_close_timeout=seconds(schedule_to_close, "schedule_to_close_timeout"),
+        local=local)
 
 
 def _result_decoder(name: str, task_queue: str) -> Callable[[Any], Any] | None:

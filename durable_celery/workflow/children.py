@@ -12,6 +12,7 @@ from ..errors import DurableError, InvalidArgumentError
 from ..payloads import decode_result, encode
 from ..registry import WorkflowDefinition, lookup_workflow
 from ..retry import RetryPolicy
+from ..validation import check_text
 from ._immediate import record_in_storage
 
 __all__ = ["exec_child", "execute_child", "start_child"]
@@ -100,9 +101,11 @@ def _child_spec(ctx: ReplayContext, workflow: WorkflowDefinition | str | None,
     policy = RetryPolicy.coerce(retry_policy)
     return {
         "workflow_name": name,
-        "task_queue": task_queue or own_queue or ctx.info.task_queue,
+        "task_queue": check_text(task_queue or own_queue or ctx.info.task_queue,
+                                 "child task_queue"),
         "args": stored_args,
-        "workflow_id": workflow_id,
+        "workflow_id": None if workflow_id is None else check_text(workflow_id,
+                                                                   "child workflow_id"),
         "entity": entity,
         "expire": None if expire is None else parse_duration(expire, what="child expire"),
         "retry_policy": policy.to_dict() if policy else None,

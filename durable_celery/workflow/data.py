@@ -18,12 +18,13 @@ from typing import Any
 from ..engine import current_context
 from ..errors import InvalidArgumentError
 from ..serialization import json_roundtrip
+from ..validation import MAX_SEARCH_VALUE_LENGTH, check_text
 from ._immediate import Immediate
 
 __all__ = ["Entity", "Search", "enrich", "entity", "search"]
 
 #: Longest text a search field value may hold (values are indexed).
-MAX_FIELD_LENGTH = 2000
+MAX_FIELD_LENGTH = MAX_SEARCH_VALUE_LENGTH
 
 _NO_VALUE: Any = object()
 
@@ -42,10 +43,9 @@ def _perform(kind: str, operation: str, args: dict[str, Any]) -> Immediate[Any]:
 
 
 def _field_name(name: Any) -> str:
-    if not isinstance(name, str) or not name or len(name) > 255:
-        raise InvalidArgumentError(f"a search field name is a non-empty str of at most 255 "
-                                   f"characters, got {name!r}")
-    return name
+    if not isinstance(name, str):
+        raise InvalidArgumentError(f"a search field name is a str, got {name!r}")
+    return check_text(name, "search field name")
 
 
 def _field_value(name: str, value: Any) -> str:
@@ -54,7 +54,8 @@ def _field_value(name: str, value: Any) -> str:
         raise InvalidArgumentError(f"search field {name!r} would hold {len(text)} characters; "
                                    f"at most {MAX_FIELD_LENGTH} are indexed (keep large data in "
                                    f"the entity document)")
-    return text
+    return check_text(text, f"search field {name!r}", max_length=MAX_FIELD_LENGTH,
+                      allow_empty=True)
 
 
 def _number(value: Any, what: str) -> int | float:

@@ -7,6 +7,7 @@ from typing import Any
 from ..durations import parse_duration
 from ..engine import DurableCall, current_context
 from ..serialization import json_roundtrip
+from ..validation import check_text
 from ._immediate import Immediate
 
 __all__ = ["signal", "wait_for"]
@@ -23,8 +24,7 @@ def wait_for(signal_id: str, timeout: str | float | None = None) -> DurableCall:
         signal_id: The id senders use, unique within the namespace.
         timeout: Optional longest wait (seconds or duration text).
     """
-    if not isinstance(signal_id, str) or not signal_id:
-        raise TypeError(f"wait_for needs a non-empty str signal id, got {signal_id!r}")
+    check_text(signal_id, "wait_for signal id")
     seconds = None if timeout is None else parse_duration(timeout, what="wait_for timeout")
     return current_context().schedule("wait", signal_id, {"timeout": seconds})
 
@@ -35,8 +35,7 @@ def signal(signal_id: str, data: Any) -> Immediate[str]:
     First run: the signal is recorded and delivered when this step commits. Replay: not sent
     again. The awaitable returns ``signal_id``.
     """
-    if not isinstance(signal_id, str) or not signal_id:
-        raise TypeError(f"signal needs a non-empty str signal id, got {signal_id!r}")
+    check_text(signal_id, "signal id")
     payload = json_roundtrip(data, where=f"payload of signal {signal_id!r}")
     value, _ = current_context().record_now("signal", signal_id, lambda _seq: signal_id,
                                             {"data": payload})

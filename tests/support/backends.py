@@ -125,7 +125,8 @@ def configure_environment() -> Backend:
     os.environ["CELERY_BROKER_URL"] = broker_url
     os.environ["DURABLE_IMPORTS"] = ("tests.e2e.workflows,tests.e2e.composition_workflows,"
                                      "tests.e2e.data_workflows,tests.e2e.port_workflows,"
-                                     "tests.e2e.schedule_workflows,tests.admin.ops_workflows")
+                                     "tests.e2e.schedule_workflows,"
+                                     "tests.e2e.liveness_workflows,tests.admin.ops_workflows")
     os.environ["DURABLE_TEST_COUNTERS"] = os.path.join(workdir, "counters")
     os.makedirs(os.environ["DURABLE_TEST_COUNTERS"], exist_ok=True)
     # Recovery paths run quickly in tests; production defaults are in durable_celery/conf.py.
@@ -134,6 +135,9 @@ def configure_environment() -> Backend:
     os.environ.setdefault("DURABLE_STEP_REDRIVE_AFTER", "3")
     os.environ.setdefault("DURABLE_ACTIVITY_LEASE_GRACE", "1")
     os.environ.setdefault("DURABLE_RESULT_POLL_INTERVAL", "0.02")
+    os.environ.setdefault("DURABLE_WORKER_HEARTBEAT_INTERVAL", "0.5")
+    os.environ.setdefault("DURABLE_WORKER_STALE_AFTER", "4")
+    os.environ.setdefault("DURABLE_RECOVERY_INTERVAL", "1")
     _backend = Backend(name, database_url, broker_url, workdir, pg_database)
     return _backend
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["bump", "count", "reset"]
+__all__ = ["bump", "count", "get", "put", "reset"]
 
 
 def _path(name: str) -> str:
@@ -34,3 +34,20 @@ def reset(name: str) -> None:
         os.remove(_path(name))
     except FileNotFoundError:
         pass
+
+
+def put(name: str, text: str) -> None:
+    """Store ``text`` under ``name`` (a value a worker hands to the test, e.g. a task token)."""
+    path = _path(f"{name}.value")
+    with open(path + ".tmp", "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(path + ".tmp", path)
+
+
+def get(name: str) -> str | None:
+    """The text stored under ``name``, or ``None``."""
+    try:
+        with open(_path(f"{name}.value"), encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None

@@ -13,6 +13,7 @@ from durable_celery.errors import (
     DurableFatalError,
     DurableMaxedError,
     DurableTimeoutError,
+    InvalidArgumentError,
     NonDeterminismError,
     WorkflowSandboxError,
     describe_error,
@@ -589,11 +590,25 @@ def test_signal_and_wait_check_their_arguments() -> None:
     async def bad_payload() -> Any:
         return await workflow.signal("s", object())
 
-    async def bad_id() -> Any:
+    async def empty_id() -> Any:
         return await workflow.wait_for("")
 
+    async def long_id() -> Any:
+        return await workflow.wait_for("x" * 300)
+
+    async def nul_id() -> Any:
+        return await workflow.signal("a\x00b", 1)
+
+    async def not_text() -> Any:
+        return await workflow.wait_for(42)  # type: ignore[arg-type]
+
     assert isinstance(run_step(bad_payload).error, TypeError)
-    assert isinstance(run_step(bad_id).error, TypeError)
+    for flow, words in ((empty_id, "must not be empty"), (long_id, "300 characters"),
+                        (nul_id, "NUL")):
+        outcome = run_step(flow)
+        assert outcome.status == StepStatus.FAILED and not outcome.retryable
+        assert isinstance(outcome.error, InvalidArgumentError) and words in str(outcome.error)
+    assert isinstance(run_step(not_text).error, InvalidArgumentError)
 
 
 def test_signal_is_recorded_once_and_not_resent_on_replay() -> None:

@@ -77,6 +77,7 @@ WORKFLOW_ALL = sorted([
     "is_side_effect_allowed",
     "now",
     "proxy_activities",
+    "proxy_local_activities",
     "random",
     "search",
     "signal",
@@ -104,7 +105,7 @@ CONTRACT_WORKFLOW = {
     "proxy_activities", "sleep_for", "wait_for", "signal", "exec_child", "execute_child",
     "start_child", "hook", "exec_hook", "exec_hook_batch", "search", "entity", "enrich", "emit",
     "trace", "interrupt", "is_side_effect_allowed", "random", "get_context", "did_interrupt",
-    "all", "now", "uuid4",
+    "all", "now", "uuid4", "proxy_local_activities",
 }
 
 

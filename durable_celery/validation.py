@@ -1,0 +1,50 @@
+"""Checks of the names and ids users pass, against what the database columns hold.
+
+A value the database would refuse (too long for its column, a NUL character PostgreSQL cannot
+store) is refused where it is written, with an :class:`~durable_celery.errors.InvalidArgumentError`
+(a ``ValueError``) that names the field and the limit — never a raw database error later, and
+never a workflow stuck retrying it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import InvalidArgumentError
+
+__all__ = ["MAX_ID_LENGTH", "MAX_NAMESPACE_LENGTH", "MAX_SEARCH_VALUE_LENGTH", "check_text"]
+
+#: Longest workflow id, signal id, task queue, workflow or activity name, entity, search key.
+MAX_ID_LENGTH = 255
+#: Longest namespace.
+MAX_NAMESPACE_LENGTH = 100
+#: Longest search field value (values are indexed; index rows have a size limit).
+MAX_SEARCH_VALUE_LENGTH = 2000
+
+
+def check_text(value: Any, field: str, *, max_length: int = MAX_ID_LENGTH,
+               allow_empty: bool = False) -> str:
+    """Return ``value`` if the database can store it in a column of ``max_length`` characters.
+
+    Args:
+        value: What the user passed.
+        field: Names it in the message (``"workflow_id"``, ``"signal id"`` …).
+        max_length: The column's length.
+        allow_empty: Whether ``""`` is acceptable.
+
+    Raises:
+        InvalidArgumentError: It is not a ``str``, is empty, holds a NUL character, or is too
+            long (not retried when raised in workflow code: the run fails naming the cause).
+    """
+    if not isinstance(value, str):
+        raise InvalidArgumentError(f"{field} must be a str, got {type(value).__name__} "
+                                   f"{value!r:.80}")
+    if not value and not allow_empty:
+        raise InvalidArgumentError(f"{field} must not be empty")
+    if "\x00" in value:
+        raise InvalidArgumentError(f"{field} must not contain a NUL character (\\x00): "
+                                   f"{value!r:.80}")
+    if len(value) > max_length:
+        raise InvalidArgumentError(f"{field} is {len(value)} characters long; at most "
+                                   f"{max_length} are allowed ({value[:40]!r}...)")
+    return value

@@ -1,0 +1,327 @@
+"""Liveness and bounded failure: a dead worker's work resumes in seconds, a finished activity
+never runs twice, and nothing loops forever.
+
+Kill tests use workers of their own (``start_worker``) on queues of their own, and assert with
+counters what ran how often. Recovery bounds are generous (the machine may be busy); the figures
+measured on a quiet machine are in bench/README.md (``python bench/faults.py``).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.e2e import liveness_workflows as lw
+from tests.e2e.helpers import capture_publishes, history_rows, wait_until
+from tests.support.backends import current_backend
+from tests.support.counters import count
+from tests.support.redis_server import PrivateRedis, redis_server_problem
+
+pytestmark = pytest.mark.transport
+
+RUN_ACTIVITY = "durable_celery.run_activity"
+
+#: A dead worker's work must move again well before any lease (600 s) or visibility timeout.
+RECOVERY_BOUND = 60.0
+
+
+def _row(handle, seq: int) -> dict:
+    return next((h for h in handle.history() if h["seq"] == seq), {})
+
+
+def _attempt_log(handle, seq: int) -> list[tuple[int, str]]:
+    from durable_celery.models import ActivityAttempt
+
+    return list(ActivityAttempt.objects.filter(
+        event__execution__workflow_id=handle.workflow_id, event__seq=seq)
+        .order_by("number").values_list("number", "outcome"))
+
+
+def test_whole_worker_killed_mid_activity_without_timeout_resumes_in_seconds(
+        client, uid, start_worker):
+    queue = f"kill-{uid}"
+    worker = start_worker([queue, f"{queue}-activity"])
+    handle = client.start(lw.lv_around_slow, uid, 4.0, workflow_id=f"kill-{uid}",
+                          task_queue=queue)
+    wait_until(lambda: count(f"{uid}-started") == 1, timeout=30, what="the slow activity")
+    worker.kill()
+    killed = time.monotonic()
+    assert count(f"{uid}-finished") == 0, "the kill came too late to interrupt the activity"
+    start_worker([queue, f"{queue}-activity"])
+    assert handle.result(timeout=RECOVERY_BOUND) == [1, "slept 4.0", 3]
+    assert time.monotonic() - killed < RECOVERY_BOUND
+    assert (count(f"{uid}-first"), count(f"{uid}-last")) == (1, 1)  # finished ones: once
+    assert (count(f"{uid}-started"), count(f"{uid}-finished")) == (2, 1)
+    assert _row(handle, 2)["attempts"] == 2
+    assert _attempt_log(handle, 2) == [(1, "worker_lost")]
+
+
+def test_worker_killed_during_the_step_after_an_activity_keeps_its_result(
+        client, uid, start_worker):
+    """The activity returned; the workflow code after it takes long; the worker dies there. The
+    result was recorded on its own meanwhile: the activity does not run again."""
+    queue = f"kstep-{uid}"
+    worker = start_worker([queue, f"{queue}-activity"])
+    handle = client.start(lw.lv_slow_step, uid, 5.0, workflow_id=f"kstep-{uid}",
+                          task_queue=queue)
+    wait_until(lambda: _row(handle, 1).get("status") == "completed", timeout=30,
+               what="the first activity's result, recorded while the step still runs")
+    assert [h["seq"] for h in handle.history()] == [1], "the step already finished"
+    worker.kill()
+    start_worker([queue, f"{queue}-activity"])
+    assert handle.result(timeout=RECOVERY_BOUND) == [1, 3]
+    assert (count(f"{uid}-first"), count(f"{uid}-last")) == (1, 1)
+
+
+def test_worker_killed_during_a_replay_step_from_history(client, uid, start_worker):
+    """A worker that keeps no run in memory replays every step from history; killed during
+    such a step, its claim on the run is taken back and another worker steps it."""
+    queue = f"kreplay-{uid}"
+    no_cache = {"DURABLE_WORKFLOW_CACHE_SIZE": "0"}
+    worker = start_worker([queue, f"{queue}-activity"], env=no_cache)
+    handle = client.start(lw.lv_slow_step, uid, 4.0, workflow_id=f"kreplay-{uid}",
+                          task_queue=queue)
+    wait_until(lambda: _row(handle, 1).get("status") == "completed", timeout=30,
+               what="the first activity's result")
+    worker.kill()
+    start_worker([queue, f"{queue}-activity"], env=no_cache)
+    assert handle.result(timeout=RECOVERY_BOUND) == [1, 3]
+    assert (count(f"{uid}-first"), count(f"{uid}-last")) == (1, 1)
+
+
+def test_activity_that_kills_its_own_process_fails_after_its_attempts(client, uid,
+                                                                      start_worker):
+    from durable_celery import DurableMaxedError
+
+    queue = f"suicide-{uid}"
+    start_worker([queue, f"{queue}-activity"], concurrency=2)
+    handle = client.start(lw.lv_suicide, uid, workflow_id=f"suicide-{uid}", task_queue=queue)
+    with pytest.raises(DurableMaxedError) as info:
+        handle.result(timeout=RECOVERY_BOUND)
+    assert "died while running it" in info.value.message
+    assert count(uid) == 3  # 1 + maximum_attempts, then it stops
+    assert _row(handle, 1)["attempts"] == 3
+    assert [outcome for _, outcome in _attempt_log(handle, 1)] == ["worker_lost"] * 3
+
+
+def test_same_message_delivered_twice_with_one_task_id_runs_once(client, uid, start_worker):
+    """What Redis does after a dropped connection: the same message, same task id, again,
+    while the first copy still runs. The second finds the attempt held and runs nothing."""
+    from celery import current_app
+    from kombu.utils.uuid import uuid
+
+    from durable_celery.store.steps import run_replay_step
+    from durable_celery.transport.worker import current_worker_id
+
+    queue = f"sameid-{uid}"
+    handle = client.start(lw.lv_slow_once, uid, 1.5, workflow_id=f"sameid-{uid}",
+                          task_queue=queue)
+    pk = handle.describe()["run_id"] and _pk(handle)
+    with capture_publishes(send=False) as sent:
+        run_replay_step(pk, current_worker_id())
+    ((task, activity_queue, args),) = sent
+    task_id = uuid()
+    for _ in range(2):
+        message = current_app.amqp.create_task_message(task_id=task_id, name=task,
+                                                       args=args, kwargs={})
+        with current_app.producer_or_acquire() as producer:
+            current_app.amqp.send_task_message(producer, task, message, queue=activity_queue,
+                                               serializer="json")
+    start_worker([queue, activity_queue], concurrency=2)  # both copies at once
+    assert handle.result(timeout=30) == "slept 1.5"
+    assert (count(f"{uid}-started"), count(f"{uid}-finished")) == (1, 1)
+    assert _row(handle, 1)["attempts"] == 1
+
+
+def _pk(handle) -> int:
+    from durable_celery.models import WorkflowExecution
+
+    return WorkflowExecution.objects.get(workflow_id=handle.workflow_id).pk
+
+
+@pytest.mark.skipif(redis_server_problem() is not None, reason=str(redis_server_problem()))
+def test_broker_restarting_empty_loses_no_queued_work(client, uid, start_worker):
+    """Activity messages wait in a Redis that restarts empty (it keeps nothing on disk): the
+    workers notice the broker lost its messages and send again what the database says is
+    queued — without waiting for a lease or a visibility timeout."""
+    if current_backend().name == "rabbitmq":
+        pytest.skip("runs in the sqlite and postgres phases")
+    broker = PrivateRedis().start()
+    env = {"CELERY_BROKER_URL": broker.url}
+    queue = f"empty-{uid}"
+    keys = [f"{uid}-{i}" for i in range(5)]
+    try:
+        with capture_publishes(fail=True):  # the steps are asked for through the outbox
+            handles = [client.start(lw.lv_one, key, workflow_id=f"empty-{key}",
+                                    task_queue=queue) for key in keys]
+        start_worker([queue], env=env)  # steps only: the activities wait in the broker
+
+        def all_queued() -> bool:
+            return all(h.history() and h.history()[0]["status"] == "scheduled"
+                       for h in handles) and _pending_outbox(handles) == 0
+
+        wait_until(all_queued, timeout=60, what="every activity message waiting in Redis")
+        broker.restart_empty()
+        restarted = time.monotonic()
+        start_worker([queue, f"{queue}-activity"], env=env)
+        assert [h.result(timeout=RECOVERY_BOUND) for h in handles] == ["done"] * len(keys)
+        assert time.monotonic() - restarted < RECOVERY_BOUND
+        assert [count(key) for key in keys] == [1] * len(keys)
+    finally:
+        broker.kill()
+
+
+def _pending_outbox(handles) -> int:
+    from durable_celery.models import OutboxMessage
+
+    pks = {_pk(h) for h in handles}
+    return sum(1 for m in OutboxMessage.objects.all()
+               if (m.args and m.args[0] in pks)
+               or (m.args and isinstance(m.args[0], dict) and m.args[0].get("execution") in pks))
+
+
+def _terminate_other_connections() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        return int(cursor.fetchone()[0])
+
+
+def _needs_postgres() -> None:
+    if current_backend().name != "postgres":
+        pytest.skip("terminates PostgreSQL connections: runs in the postgres phase")
+
+
+def test_database_connections_terminated_mid_activity(client, uid, start_worker):
+    _needs_postgres()
+    queue = f"pgkill-{uid}"
+    start_worker([queue, f"{queue}-activity"])
+    handle = client.start(lw.lv_slow_once, uid, 2.0, workflow_id=f"pgkill-{uid}",
+                          task_queue=queue)
+    wait_until(lambda: count(f"{uid}-started") == 1, timeout=30, what="the slow activity")
+    assert _terminate_other_connections() >= 1
+    assert handle.result(timeout=RECOVERY_BOUND) == "slept 2.0"
+    assert (count(f"{uid}-started"), count(f"{uid}-finished")) == (1, 1)
+
+
+def test_database_connections_terminated_mid_step(client, uid, start_worker):
+    _needs_postgres()
+    queue = f"pgstep-{uid}"
+    start_worker([queue, f"{queue}-activity"])
+    handle = client.start(lw.lv_slow_step, uid, 2.0, workflow_id=f"pgstep-{uid}",
+                          task_queue=queue)
+    wait_until(lambda: _row(handle, 1).get("status") == "completed", timeout=30,
+               what="the first result, while the step still runs")
+    assert _terminate_other_connections() >= 1
+    assert handle.result(timeout=RECOVERY_BOUND) == [1, 3]
+    assert (count(f"{uid}-first"), count(f"{uid}-last")) == (1, 1)
+
+
+# --- failures that must be recorded, once, with their cause -----------------------------------
+
+
+def test_exception_whose_str_raises_is_recorded_at_once(client, uid):
+    from durable_celery import DurableMaxedError
+
+    handle = client.start(lw.lv_activity, "lv_unprintable", uid, workflow_id=f"unpr-{uid}")
+    with pytest.raises(DurableMaxedError) as info:  # no retry allowed: recorded at once
+        handle.result(timeout=30)
+    assert info.value.message == "Unprintable('hidden')"
+    assert info.value.type == "Unprintable"
+    assert count(uid) == 1
+
+
+def test_workflow_raising_an_unprintable_exception_fails_with_a_clear_error(client, uid):
+    from durable_celery import DurableMaxedError, RetryPolicy
+
+    handle = client.start(lw.lv_unprintable_workflow, uid, workflow_id=f"unprw-{uid}",
+                          retry_policy=RetryPolicy(maximum_attempts=1, initial_interval="100ms"))
+    with pytest.raises(DurableMaxedError) as info:
+        handle.result(timeout=30)
+    assert info.value.type == "Unprintable" and "Unprintable" in info.value.message
+    assert handle.describe()["attempt"] == 2
+
+
+def test_nul_in_a_result_fails_the_call_naming_the_cause(client, uid):
+    from durable_celery import NotJSONSerializableError
+
+    handle = client.start(lw.lv_activity, "lv_returns_nul", uid, 3, workflow_id=f"nul-{uid}")
+    with pytest.raises(NotJSONSerializableError) as info:
+        handle.result(timeout=30)
+    assert "NUL" in info.value.message and "lv_returns_nul" in info.value.message
+    assert count(uid) == 1  # not retried: the same result would be refused again
+
+
+def test_nul_in_an_error_message_is_recorded(client, uid):
+    from durable_celery import DurableMaxedError
+
+    handle = client.start(lw.lv_activity, "lv_raises_nul", uid, workflow_id=f"nulerr-{uid}")
+    with pytest.raises(DurableMaxedError) as info:
+        handle.result(timeout=30)
+    assert info.value.message == "bad\\x00byte" and info.value.type == "ValueError"
+
+
+@pytest.mark.parametrize(("names", "runs"), [
+    (["InvalidAccountError"], 1), (["ValueError"], 1),
+    (["tests.e2e.liveness_workflows.InvalidAccountError"], 1), (["KeyError"], 6)])
+def test_non_retryable_error_types(client, uid, names, runs):
+    from durable_celery import DurableFatalError, DurableMaxedError
+
+    handle = client.start(lw.lv_non_retryable, uid, names, workflow_id=f"nonretry-{uid}")
+    expected = DurableFatalError if runs == 1 else DurableMaxedError
+    with pytest.raises(expected) as info:
+        handle.result(timeout=30)
+    assert info.value.type == "InvalidAccountError"
+    assert info.value.message == f"account of {uid} is closed"
+    assert count(uid) == runs
+
+
+def test_bad_values_in_workflow_code_fail_the_run_naming_the_cause(client, uid):
+    from durable_celery import InvalidArgumentError
+
+    too_long = client.start(lw.lv_bad_wait, 300, workflow_id=f"longwait-{uid}")
+    with pytest.raises(InvalidArgumentError, match="300 characters"):
+        too_long.result(timeout=30)
+    forever = client.start(lw.lv_huge_sleep, 1e12, workflow_id=f"hugesleep-{uid}")
+    with pytest.raises(InvalidArgumentError, match="100 years"):
+        forever.result(timeout=30)
+    assert too_long.describe()["attempt"] == forever.describe()["attempt"] == 1  # not retried
+
+
+@pytest.mark.parametrize(("options", "field"), [
+    ({"workflow_id": "w" * 300}, "workflow_id is 300 characters"),
+    ({"workflow_id": "a\x00b"}, "workflow_id must not contain a NUL"),
+    ({"search": {"note": "x" * 10_000}}, "search field 'note' is 10000 characters"),
+    ({"task_queue": "q" * 256}, "task_queue is 256 characters"),
+    ({"namespace": "n" * 101}, "namespace is 101 characters"),
+])
+def test_bad_values_at_start_are_refused_naming_field_and_limit(client, uid, options, field):
+    from durable_celery import InvalidArgumentError
+    from durable_celery.models import WorkflowExecution
+
+    before = WorkflowExecution.objects.count()
+    with pytest.raises(InvalidArgumentError) as info:
+        client.start(lw.lv_one, uid, **options)
+    assert field in info.value.message
+    assert WorkflowExecution.objects.count() == before
+
+
+def test_publishing_never_waits_on_the_result_backend(client, uid, monkeypatch):
+    """``send_task`` would subscribe to a Redis result channel (and block 19 s while that
+    backend is down); the outbox publishes without touching the result backend at all."""
+    from celery import current_app
+
+    class DownBackend:
+        def on_task_call(self, *args: object, **kwargs: object) -> None:
+            raise AssertionError("publishing touched the result backend")
+
+    app = current_app._get_current_object()
+    monkeypatch.setattr(type(app), "backend", property(lambda self: DownBackend()))
+    handle = client.start(lw.lv_one, uid, workflow_id=f"nobackend-{uid}")
+    assert client.signal(f"nobody-{uid}", 1) == 0
+    monkeypatch.undo()
+    assert handle.result(timeout=30) == "done"
+    assert history_rows(handle) == [(1, "activity", "lv_counted", "completed")]

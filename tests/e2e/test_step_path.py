@@ -1,0 +1,155 @@
+"""The step path: a constant number of statements per step, eager and local activities,
+heartbeats and timeouts, completion from elsewhere — on real workers."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e import liveness_workflows as lw
+from tests.e2e.helpers import capture_publishes, history_rows, wait_until
+from tests.support.counters import count, get
+
+RUN_ACTIVITY = "durable_celery.run_activity"
+
+
+def _pk(handle) -> int:
+    from durable_celery.models import WorkflowExecution
+
+    return WorkflowExecution.objects.get(workflow_id=handle.workflow_id).pk
+
+
+def test_a_sequential_step_costs_the_same_statements_at_history_10_and_500(client, uid):
+    """This process drives the workflow itself (its queue has no worker): each delivered
+    attempt is claimed, run, and recorded together with the next step. The statements of one
+    such step do not depend on how long the history is — neither with the run in memory nor
+    when it must be replayed from history (one query reads the whole history)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from durable_celery.store.steps import run_cache, run_replay_step
+    from durable_celery.transport.activities import run_delivered_attempt
+    from durable_celery.transport.worker import current_worker_id
+
+    n = 505
+    handle = client.start(lw.lv_sequence, n, workflow_id=f"stmts-{uid}", task_queue=f"i-{uid}")
+    in_memory: dict[int, int] = {}
+    from_history: dict[int, int] = {}
+    with capture_publishes(send=False) as sent:
+        run_replay_step(_pk(handle), current_worker_id())
+        for position in range(1, n + 1):
+            message = sent[-1][2][0]
+            assert sent[-1][0] == RUN_ACTIVITY and message["seq"] == position
+            measured = in_memory if position in (10, 500) else None
+            if position in (11, 501):
+                run_cache().clear()  # this step must replay the history from the top
+                measured = from_history
+            with CaptureQueriesContext(connection) as queries:
+                assert run_delivered_attempt(message, f"d{position}")["outcome"] == "completed"
+            if measured is not None:
+                measured[position] = len(queries.captured_queries)
+    assert handle.result(timeout=10) == n
+    assert in_memory[10] == in_memory[500], in_memory
+    assert from_history[11] == from_history[501], from_history
+    assert len(handle.history()) == n
+
+
+def test_eager_execution_does_not_starve_a_second_workflow(client, uid, start_worker):
+    """One process, a 300-step workflow running its activities eagerly, and a second workflow
+    started after it: the eager budget hands the next activity to the broker, so the second
+    finishes while the first is still running."""
+    queue = f"starve-{uid}"
+    start_worker([queue, f"{queue}-activity"], concurrency=1)
+    first = client.start(lw.lv_sequence, 300, workflow_id=f"long-{uid}", task_queue=queue)
+    second = client.start(lw.lv_one, uid, workflow_id=f"short-{uid}", task_queue=queue)
+    wait_until(lambda: second.status() == "completed", timeout=60, what="the second workflow")
+    assert first.status() == "running"
+    assert first.result(timeout=60) == 300
+    assert count(uid) == 1 and count(f"seq-long-{uid}") == 300
+
+
+def test_no_eager_run_for_a_queue_the_stepping_worker_does_not_consume(client, uid,
+                                                                       start_worker):
+    from durable_celery.models import HistoryEvent, Worker
+
+    queue = f"split-{uid}"
+    steps = start_worker([queue])
+    activities = start_worker([f"{queue}-activity"])
+    handle = client.start(lw.lv_where_flow, uid, workflow_id=f"split-{uid}", task_queue=queue)
+    where = handle.result(timeout=30)
+    assert where["routing_key"] == f"{queue}-activity"
+    row = HistoryEvent.objects.get(execution__workflow_id=handle.workflow_id, seq=1)
+    assert Worker.objects.get(pk=row.worker_id).name.startswith(activities.name)
+    assert steps.name != activities.name
+
+
+def test_local_activities_run_in_the_stepping_worker_and_retry_there(client, uid,
+                                                                    start_worker):
+    queue = f"local-{uid}"
+    start_worker([queue])  # no activity queue at all: nothing could go through the broker
+    handle = client.start(lw.lv_local_flow, uid, workflow_id=f"local-{uid}", task_queue=queue)
+    where, runs = handle.result(timeout=30)
+    assert where["routing_key"] == queue  # ran inside the replay step's task
+    assert runs == 2 and count(f"{uid}-flaky") == 2  # one failure, retried by its policy
+    assert count(f"{uid}-where") == 1
+    history = handle.history()
+    assert [(h["kind"], h["input"].get("local"), h["attempts"]) for h in history] == [
+        ("activity", True, 1), ("activity", True, 2)]
+
+
+def test_missed_heartbeat_is_a_failed_attempt_and_the_next_resumes_from_its_details(
+        client, uid):
+    from durable_celery.models import ActivityAttempt
+
+    handle = client.start(lw.lv_heartbeat_flow, uid, 6, 2.5, workflow_id=f"hb-{uid}")
+    assert handle.result(timeout=60) == {"resumed_from": 1, "attempt": 2}
+    assert count(f"{uid}-attempt") == 2
+    (failed,) = ActivityAttempt.objects.filter(event__execution__workflow_id=f"hb-{uid}")
+    assert (failed.number, failed.outcome) == (1, "timed_out")
+    assert "heartbeat_timeout" in failed.error["message"]
+
+
+def test_steady_heartbeats_keep_a_long_attempt_alive(client, uid):
+    handle = client.start(lw.lv_heartbeat_flow, uid, 30, 0, workflow_id=f"hbok-{uid}")
+    assert handle.result(timeout=60) == {"resumed_from": 0, "attempt": 1}
+    assert count(f"{uid}-attempt") == 1
+
+
+def test_schedule_to_close_timeout_bounds_all_attempts(client, uid):
+    from durable_celery import DurableTimeoutError
+
+    handle = client.start(lw.lv_schedule_to_close, uid, workflow_id=f"s2c-{uid}")
+    with pytest.raises(DurableTimeoutError) as info:
+        handle.result(timeout=30)
+    assert "schedule_to_close_timeout" in info.value.message
+    assert 2 <= count(uid) <= 4  # a few tries within one second, then no more
+
+
+def _token(key: str, attempt: int) -> str:
+    return wait_until(lambda: get(f"{key}-token-{attempt}"), timeout=30,
+                      what=f"the task token of attempt {attempt}")
+
+
+def test_activity_completed_from_elsewhere(client, uid):
+    from durable_celery import InvalidArgumentError
+
+    handle = client.start(lw.lv_async_flow, uid, workflow_id=f"async-{uid}")
+    token = _token(uid, 1)
+    assert handle.status() == "running"
+    client.complete_activity(token, {"approved": True})
+    assert handle.result(timeout=30) == {"approved": True}
+    with pytest.raises(InvalidArgumentError, match="no longer current"):
+        client.complete_activity(token, "again")  # first writer won
+    with pytest.raises(InvalidArgumentError, match="not valid"):
+        client.complete_activity(token[:-3] + "abc", "forged")
+    assert history_rows(handle) == [(1, "activity", "lv_async", "completed")]
+
+
+def test_activity_failed_from_elsewhere_is_retried_by_its_policy(client, uid):
+    from durable_celery.models import ActivityAttempt
+
+    handle = client.start(lw.lv_async_flow, uid, workflow_id=f"asyncfail-{uid}")
+    client.fail_activity(_token(uid, 1), "the remote side said no")
+    client.complete_activity(_token(uid, 2), "second time lucky")
+    assert handle.result(timeout=30) == "second time lucky"
+    (failed,) = ActivityAttempt.objects.filter(event__execution__workflow_id=handle.workflow_id)
+    assert failed.error["message"] == "the remote side said no"
