@@ -86,3 +86,9 @@ async def ops_parent_of_failing(key: str) -> object:
 async def ops_waits(signal_id: str) -> object:
     """Waits for a signal (an active run with nothing to do)."""
     return await workflow.wait_for(signal_id)
+
+
+@durable_workflow
+async def ops_activity_elsewhere(key: str, queue: str) -> object:
+    """Runs :func:`ops_pause` on task queue ``queue`` (Celery queue ``{queue}-activity``)."""
+    return await workflow.proxy_activities(task_queue=queue).ops_pause(key, 0)

@@ -347,3 +347,27 @@ def test_workflow_function_retrying_on_a_timer_is_flagged(client, durable, make_
         assert "Failed tries of the workflow function (1)" in body
     finally:
         handle.interrupt()
+
+
+def test_an_activity_queue_nobody_consumes_is_named_on_the_page(client, durable, make_user,
+                                                                 uid):
+    from durable_celery.models import HistoryEvent
+
+    queue = f"elsewhere-{uid}"
+    handle = durable.start(ow.ops_activity_elsewhere, uid, queue,
+                           workflow_id=f"ops-elsewhere-{uid}")
+    wait_until(lambda: HistoryEvent.objects.filter(
+        execution__workflow_id=handle.workflow_id, kind="activity",
+        dispatched_at__isnull=False).exists(), what="the attempt dispatched")
+    client.force_login(make_user())
+    try:
+        body = _page(client, handle.workflow_id)
+        banner = body.split('class="dc-banner dc-banner-warn dc-unconsumed"')[1].split("</div>")[0]
+        assert f"<code>{queue}-activity</code>" in banner and "activity #1 ops_pause" in banner
+        assert body.count("dc-unconsumed") == 1  # the workflow's own queue is consumed
+        assert "activity: queued, not picked up yet" in body
+        workers = client.get(reverse("admin:durable_celery_worker_changelist")).content.decode()
+        row = workers.split(f'data-queue="{queue}-activity"')[1].split("</tr>")[0]
+        assert 'data-consumed="no"' in row and '<td class="dc-attempts-waiting">1</td>' in row
+    finally:
+        handle.interrupt()
