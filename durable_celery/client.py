@@ -46,6 +46,9 @@ class DurableClient:
               execution_timeout: float | str | None = None) -> WorkflowHandle:
         """Store a new run of a workflow and queue its first step.
 
+        Logs a warning (logger ``durable_celery.client``) when no live worker consumes the
+        workflow's task queue: the run would stay pending until one does.
+
         Args:
             workflow: The definition, or its registered name.
             *args: Its arguments: JSON values, dataclasses, pydantic models. When the
@@ -82,6 +85,7 @@ class DurableClient:
             NotJSONSerializableError: An argument is not JSON (a ``TypeError``).
         """
         from .store.executions import IdReusePolicy, create_execution
+        from .store.inspect import warn_if_unconsumed
 
         reuse = IdReusePolicy.coerce(id_reuse_policy)
         timeout = parse_timeout(execution_timeout, what="execution_timeout")
@@ -100,6 +104,7 @@ class DurableClient:
             expire=None if expire is None else parse_duration(expire, what="expire"),
             retry_policy=policy.to_dict() if policy else None, execution_timeout=timeout,
             id_reuse_policy=reuse)
+        warn_if_unconsumed(task_queue or default_queue, wid)
         return WorkflowHandle(wid, ns, run_id=execution.run_id)
 
     def get_handle(self, workflow_id: str, run_id: str | None = None,

@@ -57,6 +57,9 @@ setting                                 default  meaning
                                                  before the message is left to the outbox
 ``DURABLE_MAX_PAYLOAD_BYTES``           2097152  largest JSON value (arguments, result, signal
                                                  payload) stored, in bytes
+``DURABLE_STUCK_AFTER``                 600.0    seconds without progress after which the
+                                                 admin's and the CLI's "stuck" filter lists an
+                                                 active run (see store/inspect.py)
 ======================================  =======  ==============================================
 """
 
@@ -89,6 +92,7 @@ DEFAULTS: dict[str, Any] = {
     "DURABLE_RESULT_POLL_INTERVAL": 0.05,
     "DURABLE_PUBLISH_TIMEOUT": 2.0,
     "DURABLE_MAX_PAYLOAD_BYTES": 2 * 1024 * 1024,
+    "DURABLE_STUCK_AFTER": 600.0,
 }
 
 

@@ -37,6 +37,7 @@ from .composition import fail_hook_waiters
 from .dispatch import activity_message, dispatch_attempt
 from .effects import StepEffects
 from .executions import interrupt_execution
+from .failures import record_workflow_retry
 from .finish import FINISHED_FIELDS, finish_execution
 from .lifecycle import continue_run, end_cancelled_calls
 from .outbox import OutboxBatch
@@ -186,6 +187,8 @@ def _record_main_outcome(execution: WorkflowExecution, outcome: StepOutcome | No
             policy = RetryPolicy.from_dict(execution.retry_policy)
             verdict = decide_retry(policy, execution.attempt, _failure(outcome.error))
             if verdict.retry:
+                record_workflow_retry(execution, execution.attempt, verdict.error,
+                                      verdict.delay, now)
                 execution.attempt += 1
                 execution.error = verdict.error
                 execution.save(update_fields=["attempt", "error"])

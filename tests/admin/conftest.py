@@ -1,6 +1,6 @@
 """Fixtures of the admin and operations tests (the shared worker is in tests/conftest.py): a
-``DurableClient`` named ``durable`` (pytest-django's ``client`` stays the Django test client)
-and staff users."""
+``DurableClient`` named ``durable`` (pytest-django's ``client`` stays the Django test client),
+staff users, and the browser fixtures of tests/admin/browser_support.py."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-__all__ = ["durable", "make_user"]
+from tests.admin.browser_support import chromium, live_url
+
+__all__ = ["chromium", "durable", "live_url", "make_user"]
 
 
 @pytest.fixture

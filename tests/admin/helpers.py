@@ -11,10 +11,13 @@ __all__ = ["action_url", "detail_url", "execution", "wait_history", "wait_status
 
 
 def execution(workflow_id: str) -> Any:
-    """The stored execution (default namespace)."""
+    """The latest stored run of ``workflow_id`` (default namespace)."""
     from durable_celery.models import WorkflowExecution
 
-    return WorkflowExecution.objects.get(namespace="durable", workflow_id=workflow_id)
+    run = WorkflowExecution.objects.filter(namespace="durable", workflow_id=workflow_id) \
+        .order_by("-id").first()
+    assert run is not None, f"no run of {workflow_id}"
+    return run
 
 
 def detail_url(workflow_id: str) -> str:

@@ -127,7 +127,7 @@ def configure_environment() -> Backend:
                                      "tests.e2e.data_workflows,tests.e2e.port_workflows,"
                                      "tests.e2e.schedule_workflows,"
                                      "tests.e2e.liveness_workflows,"
-                                     "tests.e2e.lifecycle_workflows")
+                                     "tests.e2e.lifecycle_workflows,tests.admin.ops_workflows")
     os.environ["DURABLE_TEST_COUNTERS"] = os.path.join(workdir, "counters")
     os.makedirs(os.environ["DURABLE_TEST_COUNTERS"], exist_ok=True)
     # Recovery paths run quickly in tests; production defaults are in durable_celery/conf.py.

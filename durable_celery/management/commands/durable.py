@@ -1,33 +1,52 @@
 """``manage.py durable``: inspect and operate workflows from the shell.
 
-Subcommands: ``list``, ``describe ID [--run RUN_ID]``, ``history ID [--run RUN_ID]``,
-``runs ID``, ``signal SIGNAL_ID JSON``, ``interrupt ID [--descend]``,
-``cancel ID [--descend] [--reason]``, ``resume ID [--run RUN_ID]``, ``retry ID``,
-``start NAME ARGS_JSON [--id] [--queue]``,
+Subcommands: ``list [--status] [--health failing|retrying|stuck] [--name] [--limit]``,
+``describe ID [--run] [--watch [--interval] [--timeout]]`` (errors with their tracebacks, every
+failed attempt), ``history ID [--run]`` (times and durations), ``export ID [--run]`` (the run
+and its history as JSON, :func:`~durable_celery.store.executions.export_run`), ``workers``
+(live workers and queues), ``signal SIGNAL_ID JSON``, ``interrupt ID [--descend]``,
+``runs ID``, ``cancel ID [--descend] [--reason]``, ``resume ID [--run RUN_ID]``,
+``retry ID``, ``start NAME ARGS_JSON [--id] [--queue]``,
 ``schedule list|describe|pause|unpause|trigger|delete [SCHEDULE_ID] [--note]``. Each takes
-``--json`` and ``--namespace``. Reading never changes state; errors exit 1 (usage errors 2).
+``--json`` and ``--namespace``. Reading never changes state; errors exit 1 (usage errors, such
+as a value that is not one of the choices, exit 2).
 """
 
 from __future__ import annotations
 
 import getpass
 import json
+import time
 from argparse import ArgumentParser
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
 
+from ...admin_format import format_time
 from ...conf import durable_setting
 from ...errors import DurableError
-from ...store.executions import describe_execution, get_execution, history_of
+from ...models import ExecutionStatus, WorkflowExecution
+from ...store import inspect
+from ...store.executions import describe_execution, export_run, get_execution, history_of
+from ._durable_text import (
+    describe_lines,
+    failures_of,
+    history_table,
+    table,
+    workers_report,
+    workers_text,
+)
 
 __all__ = ["Command"]
 
 SCHEDULE_ACTIONS = ("list", "describe", "pause", "unpause", "trigger", "delete")
 SCHEDULE_COLUMNS = ("schedule_id", "workflow_name", "timing", "overlap", "paused", "next_run",
                     "last_run", "runs_started")
-LIST_COLUMNS = ("workflow_id", "workflow_name", "status", "task_queue", "created_at")
-HISTORY_COLUMNS = ("seq", "dimension", "kind", "name", "status", "attempts")
+LIST_COLUMNS = ("workflow_id", "run_id", "workflow_name", "status", "task_queue", "created_at",
+                "completed_at")
+HEALTH_FILTERS = {"failing": inspect.failing, "retrying": inspect.retrying,
+                  "stuck": inspect.stuck}
 
 
 def _operator() -> str:
@@ -61,11 +80,28 @@ class Command(BaseCommand):
             return p
 
         p = add("list", "list workflow executions, newest first")
-        p.add_argument("--status", default=None)
+        p.add_argument("--status", default=None, choices=ExecutionStatus.values)
+        p.add_argument("--health", default=None, choices=sorted(HEALTH_FILTERS),
+                       help="failing: failed or retrying; retrying: active and retrying "
+                            "after failures; stuck: active without progress for "
+                            "DURABLE_STUCK_AFTER seconds")
         p.add_argument("--name", default=None, help="workflow name")
         p.add_argument("--limit", type=int, default=50)
-        add("describe", "show one execution").add_argument("workflow_id")
-        add("history", "show an execution's history").add_argument("workflow_id")
+        p = add("describe", "show one execution: fields, errors with tracebacks, failures")
+        p.add_argument("workflow_id")
+        p.add_argument("--run", dest="run_id", default=None, help="a run id (default: latest)")
+        p.add_argument("--watch", action="store_true",
+                       help="re-render until the run ends (or --timeout passes: exit 1)")
+        p.add_argument("--interval", type=float, default=1.0, help="seconds between renders")
+        p.add_argument("--timeout", type=float, default=600.0,
+                       help="seconds --watch waits at most")
+        p = add("history", "show an execution's history with times and durations")
+        p.add_argument("workflow_id")
+        p.add_argument("--run", dest="run_id", default=None, help="a run id (default: latest)")
+        p = add("export", "print a run and its history as JSON (for the testing kit's replay)")
+        p.add_argument("workflow_id")
+        p.add_argument("--run", dest="run_id", default=None, help="a run id (default: latest)")
+        add("workers", "list live workers, what they hold, and every queue's backlog")
         _add_run_subcommands(sub, add)
         p = add("signal", "send a signal to every workflow waiting on it")
         p.add_argument("signal_id")
@@ -104,32 +140,70 @@ class Command(BaseCommand):
             self.stdout.write(text)
 
     def do_list(self, options: dict[str, Any]) -> None:
-        """Executions matching ``--status`` and ``--name``."""
-        from ...models import WorkflowExecution
-
+        """Executions matching ``--status``, ``--health`` and ``--name``."""
         qs = WorkflowExecution.objects.filter(namespace=self.namespace)
         if options["status"]:
             qs = qs.filter(status=options["status"])
+        if options["health"]:
+            qs = qs.filter(HEALTH_FILTERS[options["health"]]())
         if options["name"]:
             qs = qs.filter(workflow_name=options["name"])
         rows = list(qs.order_by("-created_at", "-id").values(*LIST_COLUMNS)
                     [:max(options["limit"], 0)])
-        self._emit(rows, _table(LIST_COLUMNS, rows))
+        self._emit(rows, table(LIST_COLUMNS, [
+            {**row, "created_at": format_time(row["created_at"]),
+             "completed_at": format_time(row["completed_at"]) if row["completed_at"] else ""}
+            for row in rows]))
+
+    def _run(self, options: dict[str, Any]) -> WorkflowExecution:
+        return get_execution(self.namespace, options["workflow_id"], options.get("run_id"))
 
     def do_describe(self, options: dict[str, Any]) -> None:
-        """One execution's ``describe()`` (the current run, or ``--run``)."""
-        info = describe_execution(get_execution(self.namespace, options["workflow_id"],
-                                                options.get("run_id")))
-        self._emit(info, "\n".join(f"{key:<20} {_text(value)}" for key, value in info.items()))
+        """One execution's ``describe()``, its error's traceback and its failures."""
+        if options["watch"]:
+            self._watch(options)
+            return
+        execution = self._run(options)
+        info = {**describe_execution(execution), "failures": failures_of(execution)}
+        self._emit(info, "\n".join(describe_lines(execution)))
+
+    def _watch(self, options: dict[str, Any]) -> None:
+        """Re-render the run every ``--interval`` seconds until it ends."""
+        interval = max(float(options["interval"]), 0.05)
+        deadline = time.monotonic() + max(float(options["timeout"]), 0.0)
+        clear = not self.as_json and hasattr(self.stdout, "isatty") and self.stdout.isatty()
+        while True:
+            execution = self._run(options)
+            if self.as_json:
+                self.stdout.write(json.dumps(describe_execution(execution), default=str,
+                                             sort_keys=True))
+            else:
+                self.stdout.write(("\x1b[2J\x1b[H" if clear else
+                                   f"--- {format_time(timezone.now(), millis=True)} ---\n")
+                                  + "\n".join(describe_lines(execution, tracebacks=False))
+                                  + "\n\n" + history_table(execution) + "\n")
+            self.stdout.flush()
+            if not execution.is_active:
+                return
+            if time.monotonic() >= deadline:
+                raise CommandError(f"workflow {execution.workflow_id!r} is still "
+                                   f"{execution.status} after {options['timeout']:g}s")
+            time.sleep(interval)
 
     def do_history(self, options: dict[str, Any]) -> None:
-        """One execution's ``history()`` (the current run, or ``--run``)."""
-        rows = history_of(get_execution(self.namespace, options["workflow_id"],
-                                        options.get("run_id")))
-        text = _table(HISTORY_COLUMNS + ("outcome",), [
-            {**row, "outcome": (row["error"] or {}).get("message", "") if row["error"]
-             else json.dumps(row["result"], default=str)[:60]} for row in rows])
-        self._emit(rows, text)
+        """One execution's ``history()``, with times and durations."""
+        execution = self._run(options)
+        self._emit(history_of(execution), history_table(execution))
+
+    def do_export(self, options: dict[str, Any]) -> None:
+        """One run and its history as JSON (``export_run``), whatever ``--json`` says."""
+        self.stdout.write(json.dumps(export_run(self._run(options)), indent=2, default=str,
+                                     sort_keys=True))
+
+    def do_workers(self, options: dict[str, Any]) -> None:
+        """Live workers and queues."""
+        report = workers_report()
+        self._emit(report, workers_text(report))
 
     def do_signal(self, options: dict[str, Any]) -> None:
         """Send a signal (recorded on every workflow it reaches)."""
@@ -183,7 +257,7 @@ class Command(BaseCommand):
         action, schedule_id = options["action"], options["schedule_id"]
         if action == "list":
             rows = schedule_ops.list_schedules(self.namespace)
-            self._emit(rows, _table(SCHEDULE_COLUMNS, rows))
+            self._emit(rows, table(SCHEDULE_COLUMNS, rows))
             return
         if not schedule_id:
             raise CommandError(f"schedule {action} needs a SCHEDULE_ID")
@@ -217,7 +291,7 @@ class Command(BaseCommand):
                     .order_by("-id").values(*RUN_COLUMNS))
         if not rows:
             get_execution(self.namespace, options["workflow_id"])  # raises: names the id
-        self._emit(rows, _table(RUN_COLUMNS, rows))
+        self._emit(rows, table(RUN_COLUMNS, rows))
 
     def do_resume(self, options: dict[str, Any]) -> None:
         """Resume an interrupted or failed run from where it stopped."""
@@ -246,10 +320,7 @@ RUN_COLUMNS = ("run_id", "status", "previous_run_id", "created_at", "completed_a
 
 
 def _add_run_subcommands(sub: Any, add: Any) -> None:
-    """``--run`` on describe/history, and the ``runs``, ``resume`` and ``cancel`` subcommands."""
-    for name in ("describe", "history"):
-        sub.choices[name].add_argument("--run", dest="run_id", default=None, metavar="RUN_ID",
-                                       help="a run of the id (default: the current one)")
+    """The ``runs``, ``resume`` and ``cancel`` subcommands."""
     add("runs", "list every run of a workflow id, newest first").add_argument("workflow_id")
     p = add("resume", "resume an interrupted or failed run from where it stopped")
     p.add_argument("workflow_id")
@@ -273,14 +344,3 @@ def _import_workflow_modules() -> None:
 
 def _text(value: Any) -> str:
     return json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value)
-
-
-def _table(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> str:
-    if not rows:
-        return "(none)"
-    cells = [[str(row.get(c, "") if row.get(c) is not None else "") for c in columns]
-             for row in rows]
-    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
-    return "\n".join(lines)
