@@ -106,7 +106,7 @@ class WorkflowExecutionAdmin(ReadOnlyAdmin):
                         "or key=value for one search field.")
     list_per_page = 100
     ordering = ("-created_at", "-id")
-    actions = ["bulk_interrupt", "bulk_retry"]
+    actions = ["bulk_interrupt", "bulk_cancel", "bulk_resume", "bulk_retry"]
     show_full_result_count = False
 
     class Media:
@@ -131,6 +131,20 @@ class WorkflowExecutionAdmin(ReadOnlyAdmin):
                        queryset: QuerySet[WorkflowExecution]) -> HttpResponse | None:
         """Interrupt the selected active runs, after a confirmation page."""
         return admin_bulk.bulk_interrupt(self, request, queryset)
+
+    @admin.action(description="Cancel selected runs (their cleanup code runs)…",
+                  permissions=["operate"])
+    def bulk_cancel(self, request: HttpRequest,
+                    queryset: QuerySet[WorkflowExecution]) -> HttpResponse | None:
+        """Ask the selected active runs to cancel themselves, after a confirmation page."""
+        return admin_bulk.bulk_cancel(self, request, queryset)
+
+    @admin.action(description="Resume selected interrupted or failed runs…",
+                  permissions=["operate"])
+    def bulk_resume(self, request: HttpRequest,
+                    queryset: QuerySet[WorkflowExecution]) -> HttpResponse | None:
+        """Resume the selected interrupted or failed runs, after a confirmation page."""
+        return admin_bulk.bulk_resume(self, request, queryset)
 
     @admin.action(description="Retry selected failed runs from their failed step…",
                   permissions=["operate"])
@@ -231,6 +245,10 @@ class WorkflowExecutionAdmin(ReadOnlyAdmin):
                  name="durable_celery_workflowexecution_signal"),
             path("<path:object_id>/interrupt/", view(admin_actions.interrupt_view),
                  name="durable_celery_workflowexecution_interrupt"),
+            path("<path:object_id>/cancel/", view(admin_actions.cancel_view),
+                 name="durable_celery_workflowexecution_cancel"),
+            path("<path:object_id>/resume/", view(admin_actions.resume_view),
+                 name="durable_celery_workflowexecution_resume"),
             path("<path:object_id>/retry/", view(admin_actions.retry_view),
                  name="durable_celery_workflowexecution_retry"),
             path("<path:object_id>/rerun/<int:event_id>/", view(admin_actions.rerun_view),

@@ -24,8 +24,8 @@ from .models import HistoryEvent, WorkflowExecution
 from .serialization import json_roundtrip
 from .store import operations
 
-__all__ = ["OPERATE_PERMISSION", "InterruptForm", "SignalForm", "can_operate", "interrupt_view",
-           "rerun_view", "retry_view", "signal_view"]
+__all__ = ["OPERATE_PERMISSION", "InterruptForm", "SignalForm", "can_operate", "cancel_view",
+           "interrupt_view", "rerun_view", "resume_view", "retry_view", "signal_view"]
 
 OPERATE_PERMISSION = "durable_celery.operate_workflow"
 
@@ -161,8 +161,67 @@ def interrupt_view(admin: ModelAdmin, request: HttpRequest, object_id: str) -> H
     def act() -> str:
         ids = operations.interrupt_as_operator(
             execution.namespace, execution.workflow_id, _user(request),
-            reason=form.cleaned_data["reason"] or None, descend=form.cleaned_data["descend"])
+            reason=form.cleaned_data["reason"] or None, descend=form.cleaned_data["descend"],
+            run_id=execution.run_id)
         return f"Interrupted {len(ids)} workflow(s): {', '.join(ids)}."
+
+    return _run(request, execution, act)
+
+
+def cancel_view(admin: ModelAdmin, request: HttpRequest, object_id: str) -> HttpResponse:
+    """Ask a running workflow to cancel itself (optionally with its descendants)."""
+    execution = _execution(admin, request, object_id)
+    explanation = [
+        "The workflow is asked to cancel itself: the durable calls it waits on raise "
+        "asyncio.CancelledError in its code, and its cleanup (finally: blocks, which may call "
+        "activities) runs normally; running activities learn it at their next heartbeat.",
+        "If its code lets the cancellation propagate the workflow ends as interrupted; if it "
+        "handles it, the workflow may still complete. Tick the box to ask every running "
+        "descendant as well.",
+    ]
+    if not execution.is_active:
+        messages.error(request, f"Workflow is {execution.status}; nothing to cancel.")
+        return HttpResponseRedirect(execution_url(execution.pk))
+    if request.method != "POST":
+        return _render(admin, request, execution, "cancel", explanation, InterruptForm())
+    form = InterruptForm(request.POST)
+    if not form.is_valid():
+        return _render(admin, request, execution, "cancel", explanation, form)
+
+    def act() -> str:
+        ids = operations.cancel_as_operator(
+            execution.namespace, execution.workflow_id, _user(request),
+            reason=form.cleaned_data["reason"] or None, descend=form.cleaned_data["descend"],
+            run_id=execution.run_id)
+        if not ids:
+            return "Its cancellation had already been asked for."
+        return f"Asked {len(ids)} workflow(s) to cancel: {', '.join(ids)}."
+
+    return _run(request, execution, act)
+
+
+def resume_view(admin: ModelAdmin, request: HttpRequest, object_id: str) -> HttpResponse:
+    """Continue an interrupted (or failed) run from where it stopped."""
+    execution = _execution(admin, request, object_id)
+    if execution.status not in ("interrupted", "failed"):
+        messages.error(request, f"Workflow is {execution.status}; only an interrupted or "
+                                f"failed run is resumed.")
+        return HttpResponseRedirect(execution_url(execution.pk))
+    explanation = [
+        "The run continues from where it stopped: recorded outcomes stay, and the calls that "
+        "were open when it ended are issued again (activities dispatched, timers re-armed at "
+        "their original due time, waits reopened).",
+        "The workflow becomes running and its error is cleared.",
+    ]
+    if request.method != "POST":
+        return _render(admin, request, execution, "resume", explanation,
+                       error_json=pretty_json(execution.error))
+
+    def act() -> str:
+        report = operations.resume_as_operator(execution.namespace, execution.workflow_id,
+                                               _user(request), run_id=execution.run_id)
+        reopened = len(report["reopened"]) + len(report["failed"])
+        return f"Resumed: {reopened} call(s) issued again."
 
     return _run(request, execution, act)
 
@@ -189,7 +248,7 @@ def retry_view(admin: ModelAdmin, request: HttpRequest, object_id: str) -> HttpR
 
     def act() -> str:
         done = operations.retry_execution(execution.namespace, execution.workflow_id,
-                                          _user(request))
+                                          _user(request), run_id=execution.run_id)
         if done["mode"] == "activity":
             return f"Retrying from step(s) {', '.join(map(str, done['events']))}."
         return "Retrying: a new replay step was requested."
@@ -219,7 +278,7 @@ def rerun_view(admin: ModelAdmin, request: HttpRequest, object_id: str,
 
     def act() -> str:
         operations.rerun_activity(execution.namespace, execution.workflow_id, row.pk,
-                                  _user(request))
+                                  _user(request), run_id=execution.run_id)
         return f"Activity #{row.seq} {row.name} dispatched again."
 
     return _run(request, execution, act)

@@ -31,8 +31,8 @@ from .errors import DurableError
 from .models import WorkflowExecution
 from .store import operations
 
-__all__ = ["BULK_ACTIONS", "BulkAction", "RetryForm", "bulk_interrupt", "bulk_retry",
-           "run_bulk_action"]
+__all__ = ["BULK_ACTIONS", "BulkAction", "RetryForm", "bulk_cancel", "bulk_interrupt",
+           "bulk_resume", "bulk_retry", "run_bulk_action"]
 
 #: Most runs one confirmation page lists by name (all selected runs are acted on).
 LISTED = 500
@@ -61,8 +61,35 @@ def _interrupt_applies(run: WorkflowExecution) -> str:
 def _interrupt(run: WorkflowExecution, user: str, options: dict[str, Any]) -> str:
     ids = operations.interrupt_as_operator(run.namespace, run.workflow_id, user,
                                            reason=options.get("reason") or None,
-                                           descend=bool(options.get("descend")))
+                                           descend=bool(options.get("descend")),
+                                           run_id=run.run_id)
     return ", ".join(ids)
+
+
+def _cancel_applies(run: WorkflowExecution) -> str:
+    return "" if run.is_active else f"is {run.status}: only an active run is cancelled"
+
+
+def _cancel(run: WorkflowExecution, user: str, options: dict[str, Any]) -> str:
+    ids = operations.cancel_as_operator(run.namespace, run.workflow_id, user,
+                                        reason=options.get("reason") or None,
+                                        descend=bool(options.get("descend")),
+                                        run_id=run.run_id)
+    return ", ".join(ids) or f"{run.workflow_id} (already asked)"
+
+
+def _resume_applies(run: WorkflowExecution) -> str:
+    if run.status not in ("interrupted", "failed"):
+        return f"is {run.status}: only an interrupted or failed run is resumed"
+    if getattr(run, "latest_pk", run.pk) != run.pk:
+        return "is not the latest run of its id: resume the latest one"
+    return ""
+
+
+def _resume(run: WorkflowExecution, user: str, options: dict[str, Any]) -> str:
+    report = operations.resume_as_operator(run.namespace, run.workflow_id, user,
+                                           run_id=run.run_id)
+    return run.workflow_id if report["resumed"] else f"{run.workflow_id} (nothing to do)"
 
 
 def _retry_applies(run: WorkflowExecution) -> str:
@@ -74,7 +101,7 @@ def _retry_applies(run: WorkflowExecution) -> str:
 
 
 def _retry(run: WorkflowExecution, user: str, options: dict[str, Any]) -> str:
-    done = operations.retry_execution(run.namespace, run.workflow_id, user)
+    done = operations.retry_execution(run.namespace, run.workflow_id, user, run_id=run.run_id)
     if done["mode"] == "activity":
         return f"{run.workflow_id} (from step {', '.join(map(str, done['events']))})"
     return f"{run.workflow_id} (new replay step)"
@@ -94,6 +121,20 @@ BULK_ACTIONS = {
          "runs it over its recorded history). Nothing recorded before is run again.",
          "Each run becomes running and its error is cleared."),
         RetryForm, _retry_applies, _retry),
+    "cancel": BulkAction(
+        "cancel", "Asked to cancel",
+        ("Each active run is asked to cancel itself: the durable calls it waits on raise "
+         "asyncio.CancelledError in its code, whose cleanup (finally: blocks) runs normally; "
+         "running activities learn it at their next heartbeat. A run that handles the "
+         "cancellation may still complete.",
+         "Tick the box to ask every running descendant of each run as well."),
+        InterruptForm, _cancel_applies, _cancel),
+    "resume": BulkAction(
+        "resume", "Resumed",
+        ("Each interrupted or failed run continues from where it stopped: recorded outcomes "
+         "stay, the calls that were open when it ended are issued again, and the failed "
+         "activity calls of a failed run run again with fresh attempts.",),
+        RetryForm, _resume_applies, _resume),
 }
 
 
@@ -162,6 +203,18 @@ def bulk_interrupt(admin: ModelAdmin, request: HttpRequest,
                    queryset: QuerySet[WorkflowExecution]) -> TemplateResponse | None:
     """Admin action: interrupt the selected active runs (after confirmation)."""
     return run_bulk_action(admin, request, queryset, BULK_ACTIONS["interrupt"])
+
+
+def bulk_cancel(admin: ModelAdmin, request: HttpRequest,
+                queryset: QuerySet[WorkflowExecution]) -> TemplateResponse | None:
+    """Admin action: ask the selected active runs to cancel themselves (after confirmation)."""
+    return run_bulk_action(admin, request, queryset, BULK_ACTIONS["cancel"])
+
+
+def bulk_resume(admin: ModelAdmin, request: HttpRequest,
+                queryset: QuerySet[WorkflowExecution]) -> TemplateResponse | None:
+    """Admin action: resume the selected interrupted or failed runs (after confirmation)."""
+    return run_bulk_action(admin, request, queryset, BULK_ACTIONS["resume"])
 
 
 def bulk_retry(admin: ModelAdmin, request: HttpRequest,

@@ -257,10 +257,10 @@ class ActivityAttempt(models.Model):
         null=True, blank=True, help_text="seconds waited before the next attempt; empty if none")
 
     class Meta:
-        ordering = ["event", "number"]
-        constraints = [
-            models.UniqueConstraint(fields=["event", "number"], name="durable_attempt_number_uniq"),
-        ]
+        # Not unique: an operator's retry restarts a call's attempts at 1, and the attempts of
+        # every round stay in the log.
+        ordering = ["event", "finished_at", "number"]
+        indexes = [models.Index(fields=["event", "number"], name="durable_attempt_event_idx")]
 
     def __str__(self) -> str:
         return f"attempt {self.number} of {self.event_id}: {self.outcome}"

@@ -3,6 +3,7 @@
     python tests/run.py                 # everything
     python tests/run.py --only sqlite   # one phase (sqlite, postgres, rabbitmq, install)
     python tests/run.py -- -x -k signal # extra pytest arguments after --
+    python tests/run.py --only postgres -- tests/e2e/test_signals.py   # only these tests
 
 Backends (see tests/support/backends.py): ``sqlite`` (SQLite + filesystem broker: no server),
 ``postgres`` (PostgreSQL + Redis; also the testing kit's tests), ``rabbitmq`` (PostgreSQL +
@@ -27,7 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 #: (phase, pytest arguments): what each pytest process runs.
 PHASES: list[tuple[str, list[str]]] = [
-    ("sqlite", ["tests", "--ignore=tests/install"]),
+    # The browser tests and the heavier kill tests run in the PostgreSQL phase only.
+    ("sqlite", ["tests", "--ignore=tests/install", "-m", "not browser and not heavy"]),
     ("postgres", ["tests/e2e", "tests/admin", "tests/kit"]),
     ("rabbitmq", ["tests/e2e", "-m", "transport"]),
     # Builds the wheel and sdist, installs the wheel beside a fresh startproject (a minute or two).
@@ -61,6 +63,9 @@ def main() -> int:
         if args.only and backend != args.only:
             continue
         existing = [t for t in targets if not t.startswith("tests") or (REPO / t).exists()]
+        if any(a.startswith("tests") for a in args.pytest_args):
+            # Test paths after "--" replace the phase's own (its options, e.g. -m, stay).
+            existing = [t for t in existing if not t.startswith("tests")]
         junit = outdir / f"{backend}.xml"
         command = [sys.executable, "-m", "pytest", *existing, f"--junitxml={junit}",
                    "-p", "no:cacheprovider", *args.pytest_args]

@@ -40,7 +40,7 @@ class Migration(migrations.Migration):
                 ('retry_delay', models.FloatField(blank=True, help_text='seconds waited before the next attempt; empty if none', null=True)),
             ],
             options={
-                'ordering': ['event', 'number'],
+                'ordering': ['event', 'finished_at', 'number'],
             },
         ),
         migrations.CreateModel(
@@ -192,8 +192,8 @@ class Migration(migrations.Migration):
             model_name='worker',
             index=models.Index(fields=['parent', 'pid'], name='durable_worker_parent_pid_idx'),
         ),
-        migrations.AddConstraint(
+        migrations.AddIndex(
             model_name='activityattempt',
-            constraint=models.UniqueConstraint(fields=('event', 'number'), name='durable_attempt_number_uniq'),
+            index=models.Index(fields=['event', 'number'], name='durable_attempt_event_idx'),
         ),
     ]

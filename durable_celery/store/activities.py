@@ -111,8 +111,7 @@ def record_attempt_failure(message: dict[str, Any], failure: AttemptFailure, *,
             event_id=event_pk, number=attempt, worker_id=worker_id,
             worker_name=worker_name or "", celery_task_id=celery_task_id,
             started_at=started_at or row_started, finished_at=now, outcome=outcome,
-            error=failure.error, retry_delay=decision.delay if decision.retry else None)],
-            ignore_conflicts=True)
+            error=failure.error, retry_delay=decision.delay if decision.retry else None)])
 
     if not decision.retry:
         attempts = record_activity_outcome(message, holder=worker_id, stepper=stepper,

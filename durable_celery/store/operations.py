@@ -30,6 +30,7 @@ __all__ = [
     "OPERATOR_KIND",
     "OperationError",
     "failed_step_of",
+    "cancel_as_operator",
     "interrupt_as_operator",
     "record_operator_action",
     "rerun_activity",
@@ -131,6 +132,34 @@ def interrupt_as_operator(namespace: str, workflow_id: str, user: str,
         record_operator_action(execution, "interrupt", user, reason=reason, descend=descend,
                                interrupted=interrupted)
     return interrupted
+
+
+def cancel_as_operator(namespace: str, workflow_id: str, user: str,
+                       reason: str | None = None, descend: bool = False,
+                       run_id: str | None = None) -> list[str]:
+    """Ask a running run to cancel itself (cooperatively; with ``descend``, its running
+    descendants too) and record who asked.
+
+    Returns:
+        The ids whose cancellation was requested (empty when it was requested before).
+
+    Raises:
+        WorkflowNotFoundError: No run has this id (or this run id).
+        OperationError: The run has already finished.
+    """
+    from .lifecycle import request_cancel
+
+    with transaction.atomic():
+        execution = _locked(namespace, workflow_id, run_id)
+        if not execution.is_active:
+            raise OperationError(
+                f"workflow {workflow_id!r} is {execution.status}; only a pending or running "
+                f"workflow can be cancelled")
+        cancelled = request_cancel(namespace, workflow_id, execution.run_id,
+                                   reason or f"cancelled by {user}", descend)
+        record_operator_action(execution, "cancel", user, reason=reason, descend=descend,
+                               cancelled=cancelled)
+    return cancelled
 
 
 def resume_as_operator(namespace: str, workflow_id: str, user: str,

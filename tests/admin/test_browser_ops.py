@@ -11,7 +11,7 @@ from tests.admin.browser_support import login, open_page, screenshot, submit_and
 from tests.admin.helpers import detail_url, wait_history, wait_status
 from tests.e2e import workflows as wf
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 
 def test_failed_activity_page_shows_the_exception_type_and_raising_function(

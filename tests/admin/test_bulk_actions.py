@@ -115,3 +115,68 @@ def test_bulk_actions_need_the_operate_permission(client, durable, make_user, ui
     assert response.status_code == 403
     assert handle.status() == "running"
     handle.interrupt()
+
+
+def test_bulk_cancel_runs_each_workflows_cleanup_and_is_recorded(client, durable, make_user,
+                                                                  uid):
+    from tests.e2e import lifecycle_workflows as lw
+
+    keys = [f"bcancel-{i}-{uid}" for i in range(2)]
+    handles = [durable.start(lw.cancel_and_compensate, key, workflow_id=f"bulk-{key}")
+               for key in keys]
+    for handle in handles:
+        wait_history(handle, lambda rows: any(r["kind"] == "wait" for r in rows))
+    user = make_user(operate=True)
+    client.force_login(user)
+    url = reverse(CHANGELIST)
+    page = client.post(url, _select("bulk_cancel", handles)).content.decode()
+    assert "Selected runs: 2 of 2 will be acted on" in page
+    assert all(h.status() == "running" for h in handles)  # nothing before confirming
+    done = client.post(url, {**_select("bulk_cancel", handles), "post": "yes"}, follow=True)
+    assert "Asked to cancel 2 workflow(s)" in done.content.decode()
+    for key, handle in zip(keys, handles, strict=True):
+        result = handle.result(timeout=30)  # the workflow handled it: cleanup, then returned
+        assert result[:2] == ["before", "cleaned"]
+        assert count(f"{key}-cleanup") == 1 and count(f"{key}-cleanup-told") == 0
+        operator = [r for r in handle.history() if r["kind"] == "operator"]
+        assert [(r["name"], r["input"]["user"]) for r in operator] == [("cancel", user.username)]
+
+
+def test_bulk_resume_continues_interrupted_runs(client, durable, make_user, uid):
+    handles = _waiting(durable, uid, 2)
+    for handle in handles:
+        handle.interrupt("stopped for maintenance")
+        wait_status(handle, "interrupted")
+    user = make_user(operate=True)
+    client.force_login(user)
+    url = reverse(CHANGELIST)
+    page = client.post(url, _select("bulk_resume", handles)).content.decode()
+    assert "Selected runs: 2 of 2 will be acted on" in page
+    done = client.post(url, {**_select("bulk_resume", handles), "post": "yes"}, follow=True)
+    assert "Resumed 2 workflow(s)" in done.content.decode()
+    for i, handle in enumerate(handles):
+        wait_status(handle, "running")
+        wait_history(handle, lambda rows: any(r["kind"] == "wait" and r["status"] == "scheduled"
+                                              for r in rows))
+        durable.signal(f"approval-{uid}-{i}", {"approved": True})
+        assert handle.result(timeout=30) is True
+        operator = [r["name"] for r in handle.history() if r["kind"] == "operator"]
+        assert operator == ["resume"]
+
+
+def test_single_cancel_and_resume_pages_need_the_permission(client, durable, make_user, uid):
+    handle = _waiting(durable, uid, 1)[0]
+    pk = execution(handle.workflow_id).pk
+    cancel = reverse("admin:durable_celery_workflowexecution_cancel", args=[pk])
+    resume = reverse("admin:durable_celery_workflowexecution_resume", args=[pk])
+    client.force_login(make_user(operate=False))
+    assert client.get(cancel).status_code == 403 and client.post(cancel).status_code == 403
+    client.force_login(make_user(operate=True))
+    page = client.get(cancel).content.decode()
+    assert "asyncio.CancelledError" in page and "csrfmiddlewaretoken" in page
+    handle.interrupt("to be resumed")
+    wait_status(handle, "interrupted")
+    assert "continues from where it stopped" in client.get(resume).content.decode()
+    client.post(resume, {}, follow=True)
+    wait_status(handle, "running")
+    assert [r["name"] for r in handle.history() if r["kind"] == "operator"] == ["resume"]

@@ -77,6 +77,7 @@ def test_non_json_signal_refused(client, uid):
         client.signal(f"sig-{uid}", {1, 2})
 
 
+@pytest.mark.heavy
 def test_changed_history_raises_non_determinism_naming_position(client, uid, start_worker):
     from durable_celery.models import HistoryEvent
 

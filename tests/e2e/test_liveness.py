@@ -18,8 +18,6 @@ from tests.support.backends import current_backend
 from tests.support.counters import count
 from tests.support.redis_server import PrivateRedis, redis_server_problem
 
-pytestmark = pytest.mark.transport
-
 RUN_ACTIVITY = "durable_celery.run_activity"
 
 #: A dead worker's work must move again well before any lease (600 s) or visibility timeout.
@@ -38,6 +36,7 @@ def _attempt_log(handle, seq: int) -> list[tuple[int, str]]:
         .order_by("number").values_list("number", "outcome"))
 
 
+@pytest.mark.transport
 def test_whole_worker_killed_mid_activity_without_timeout_resumes_in_seconds(
         client, uid, start_worker):
     queue = f"kill-{uid}"
@@ -57,6 +56,8 @@ def test_whole_worker_killed_mid_activity_without_timeout_resumes_in_seconds(
     assert _attempt_log(handle, 2) == [(1, "worker_lost")]
 
 
+@pytest.mark.transport
+@pytest.mark.heavy
 def test_worker_killed_during_the_step_after_an_activity_keeps_its_result(
         client, uid, start_worker):
     """The activity returned; the workflow code after it takes long; the worker dies there. The
@@ -74,6 +75,7 @@ def test_worker_killed_during_the_step_after_an_activity_keeps_its_result(
     assert (count(f"{uid}-first"), count(f"{uid}-last")) == (1, 1)
 
 
+@pytest.mark.heavy
 def test_worker_killed_during_a_replay_step_from_history(client, uid, start_worker):
     """A worker that keeps no run in memory replays every step from history; killed during
     such a step, its claim on the run is taken back and another worker steps it."""
@@ -90,6 +92,7 @@ def test_worker_killed_during_a_replay_step_from_history(client, uid, start_work
     assert (count(f"{uid}-first"), count(f"{uid}-last")) == (1, 1)
 
 
+@pytest.mark.heavy
 def test_activity_that_kills_its_own_process_fails_after_its_attempts(client, uid,
                                                                       start_worker):
     from durable_celery import DurableMaxedError
@@ -98,13 +101,14 @@ def test_activity_that_kills_its_own_process_fails_after_its_attempts(client, ui
     start_worker([queue, f"{queue}-activity"], concurrency=2)
     handle = client.start(lw.lv_suicide, uid, workflow_id=f"suicide-{uid}", task_queue=queue)
     with pytest.raises(DurableMaxedError) as info:
-        handle.result(timeout=RECOVERY_BOUND)
+        handle.result(timeout=2 * RECOVERY_BOUND)  # three deaths, each re-driven
     assert "died while running it" in info.value.message
     assert count(uid) == 3  # 1 + maximum_attempts, then it stops
     assert _row(handle, 1)["attempts"] == 3
     assert [outcome for _, outcome in _attempt_log(handle, 1)] == ["worker_lost"] * 3
 
 
+@pytest.mark.transport
 def test_same_message_delivered_twice_with_one_task_id_runs_once(client, uid, start_worker):
     """What Redis does after a dropped connection: the same message, same task id, again,
     while the first copy still runs. The second finds the attempt held and runs nothing."""
@@ -140,6 +144,7 @@ def _pk(handle) -> int:
     return WorkflowExecution.objects.get(workflow_id=handle.workflow_id).pk
 
 
+@pytest.mark.heavy
 @pytest.mark.skipif(redis_server_problem() is not None, reason=str(redis_server_problem()))
 def test_broker_restarting_empty_loses_no_queued_work(client, uid, start_worker):
     """Activity messages wait in a Redis that restarts empty (it keeps nothing on disk): the

@@ -27,6 +27,7 @@ def _calls(handle) -> list[tuple[str, str]]:
     return [(r["kind"], r["name"]) for r in handle.history() if r["dimension"] == ""]
 
 
+@pytest.mark.heavy
 def test_a_run_in_flight_keeps_the_old_branch_and_a_new_run_takes_the_new_one(
         client, uid, start_worker):
     from durable_celery import NonDeterminismError

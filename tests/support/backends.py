@@ -137,7 +137,7 @@ def configure_environment() -> Backend:
     os.environ.setdefault("DURABLE_ACTIVITY_LEASE_GRACE", "1")
     os.environ.setdefault("DURABLE_RESULT_POLL_INTERVAL", "0.02")
     os.environ.setdefault("DURABLE_WORKER_HEARTBEAT_INTERVAL", "0.5")
-    os.environ.setdefault("DURABLE_WORKER_STALE_AFTER", "4")
+    os.environ.setdefault("DURABLE_WORKER_STALE_AFTER", "3")
     os.environ.setdefault("DURABLE_RECOVERY_INTERVAL", "1")
     _backend = Backend(name, database_url, broker_url, workdir, pg_database)
     return _backend
