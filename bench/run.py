@@ -54,8 +54,7 @@ def _use_result_backend(url: str) -> None:
 
     app = current_app._get_current_object()
     app.conf.result_backend = url
-    app._backend = None  # the next use builds the new backend (Celery 5.5+)
-    app._local.__dict__.pop("backend", None)  # (older releases kept it thread-local)
+    app._backend = app._get_backend()  # replaces the one built for the previous setting
 
 
 def _time_durable(definition: Any, *args: Any) -> float:
