@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -53,6 +54,7 @@ def _use_result_backend(url: str) -> None:
     from celery import current_app
 
     app = current_app._get_current_object()
+    os.environ["CELERY_RESULT_BACKEND"] = url  # Celery reads this variable before its setting
     app.conf.result_backend = url
     app._backend = app._get_backend()  # replaces the one built for the previous setting
 
