@@ -17,6 +17,7 @@ QUEUES = "bench,bench-activity,bench-raw,bench-faults,bench-faults-activity"
 
 def prepare_backend(backend: str, workdir: Path) -> dict[str, str]:
     env = {"DURABLE_IMPORTS": "bench.workflows", "DJANGO_SETTINGS_MODULE": "django_app.settings",
+           "DJANGO_DEBUG": "0",  # as in production: no query log kept per connection
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     if backend == "postgres":
         database = f"durable_bench_{os.getpid()}"
@@ -92,10 +93,13 @@ class Worker:
         raise RuntimeError(f"benchmark worker did not start; see {log}")
 
     def stop(self) -> None:
-        """Warm shutdown."""
+        """Warm shutdown (a worker that lingers is killed)."""
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(60)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.kill()
 
     def kill(self) -> None:
         """SIGKILL the main process and its pool at once."""
