@@ -107,6 +107,19 @@ class HistoryEventQuerySet(models.QuerySet["HistoryEvent"]):
             fields["celery_task_id"] = celery_task_id
         return bool(qs.update(**fields))
 
+    def since_step(self, execution_id: int, step: int,
+                   positions: dict[str, int]) -> Any:
+        """What a run kept in memory at ``step`` missed, as :meth:`for_replay`'s tuples: the
+        records later steps observed, calls at positions past ``positions`` (the position each
+        thread in memory has reached, by dimension), and outcomes no step has seen yet."""
+        missed = Q(observed_step__gt=step) | Q(observed_step__isnull=True,
+                                                status__in=RESOLVED_STATUSES)
+        for dimension, position in positions.items():
+            missed |= Q(dimension=dimension, seq__gt=position)
+        return self.filter(missed, execution_id=execution_id).values_list(
+            "pk", "seq", "dimension", "kind", "name", "status", "result", "error",
+            "observed_step")
+
     def unobserved(self) -> HistoryEventQuerySet:
         """Outcomes no replay step has seen yet."""
         return self.filter(observed_step__isnull=True, status__in=RESOLVED_STATUSES)

@@ -1,15 +1,18 @@
 """``RunCache``: suspended workflow runs kept in a process's memory between steps.
 
-A replay step that finds its run here (at the version the database holds) delivers only the new
-outcomes to the suspended coroutine instead of replaying the history from the top, so a step
-costs the same at position 10 and at position 10,000. An entry is *taken out* while a step uses
+A replay step that finds its run here delivers only the new outcomes to the suspended coroutine
+(after replaying the steps other processes took since, when it is behind the database) instead
+of replaying the history from the top, so a step costs the same at position 10 and at position
+10,000. An entry is *taken out* while a step uses
 it, so two threads of one process never step the same coroutine; it is put back only after the
 step's decision was recorded. Least recently used entries are closed when the cache is full.
 
 What it changes, visibly: code between durable calls runs once per run kept in memory rather
 than once per replay. ``emit(..., once=False)`` / ``trace(..., once=False)`` act each time the
-code that calls them runs — on first run, and again only when a run is rebuilt from history
-(another worker, a restart, an eviction). Workflow interceptors likewise wrap a run, not a step.
+code that calls them runs — on first run, again when a run is rebuilt from history (another
+worker, a restart, an eviction), and for the code a run behind the database re-runs when it
+catches up on steps another process took (``WorkflowRun.catch_up``). Workflow interceptors
+likewise wrap a run, not a step.
 """
 
 from __future__ import annotations

@@ -352,6 +352,28 @@ class ReplayContext:
             self._deliver_cancel()
         return delivered
 
+    def load_later_steps(self, records: list[HistoryRecord], since: int) -> None:
+        """Take the history that steps after ``since`` recorded (and outcomes no step has seen
+        yet), to be delivered phase by phase as a replay from history would deliver it.
+
+        For a run kept in memory at step ``since`` while another process took the later steps:
+        the calls it waits for are resolved in the order those steps saw their outcomes, and
+        calls the code makes on the way find their positions in history (they were recorded by
+        those steps), so nothing is decided twice.
+        """
+        self.phase = float(since)
+        for record in sorted(records, key=lambda r: r.seq):
+            if record.kind == CANCEL_KIND and record.seq == CANCEL_POSITION:
+                if record.resolved and self.cancel is None:
+                    self.cancel = record
+                continue
+            self.history[record.seq] = record
+            self._last_recorded = max(self._last_recorded, record.seq)
+            if record.resolved and record.seq in self._pending:
+                group = float(record.observed_step) if record.observed_step is not None \
+                    else math.inf
+                self._waiting.setdefault(group, []).append(record.seq)
+
     def pending_calls(self) -> list[DurableCall]:
         """Calls still waiting for an outcome."""
         return [call for call, _ in self._pending.values() if not call.future.done()]

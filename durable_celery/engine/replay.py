@@ -122,15 +122,47 @@ class WorkflowRun:
         try:
             self._task = self._loop.create_task(self._invoke())
             self._loop.run_until_quiet()
-            while not self._task.done():
-                phase = ctx.next_phase()
-                if phase is None:
-                    break
-                ctx.deliver(phase)
-                self._loop.run_until_quiet()
+            self._deliver_phases()
         finally:
             ctx.deactivate(token)
         return self._conclude()
+
+    def catch_up(self, info: WorkflowInfo, records: Sequence[HistoryRecord], since: int,
+                 port: Any = None) -> StepOutcome:
+        """A later step of a run kept in memory at step ``since`` while other processes took
+        the steps after it: replay what those steps recorded, then deliver what is new.
+
+        The outcome is the one a replay from the top would reach, at a cost that grows with the
+        steps missed rather than with the length of the history.
+
+        Args:
+            info: Identity, with the number of this step.
+            records: This thread's records that steps after ``since`` observed or created, and
+                its outcomes no step has seen yet.
+            since: The step the run in memory is at.
+            port: Storage's operations for this step.
+        """
+        assert self.resumable, "only a suspended run can catch up"
+        ctx = self.context
+        ctx.begin_step(info, port)
+        token = ctx.activate()
+        try:
+            ctx.load_later_steps(list(records), since)
+            self._deliver_phases()
+        finally:
+            ctx.deactivate(token)
+        return self._conclude()
+
+    def _deliver_phases(self) -> None:
+        """Deliver stored outcomes step by step, letting the code run after each."""
+        assert self._task is not None
+        ctx = self.context
+        while not self._task.done():
+            phase = ctx.next_phase()
+            if phase is None:
+                break
+            ctx.deliver(phase)
+            self._loop.run_until_quiet()
 
     def resume(self, info: WorkflowInfo, records: Sequence[HistoryRecord],
                port: Any = None) -> StepOutcome:

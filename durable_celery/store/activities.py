@@ -4,7 +4,8 @@ An attempt is claimed by one process (``HistoryEvent.worker``) before it runs: a
 its message — same Celery task id or not — finds it claimed and runs nothing; taking it over
 needs its holder to be dead, which the sweeper decides (:mod:`durable_celery.store.sweeper`).
 What follows a failed attempt is decided by :func:`durable_celery.engine.retry.decide_retry`; the
-final outcome of a call is recorded by :func:`~durable_celery.store.steps.record_activity_outcome`.
+final outcome of a call is recorded by
+:func:`~durable_celery.store.sequential.record_activity_outcome`.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from ..retry import RetryPolicy, exception_type_names
 from .commands import NO_EAGER, EagerPolicy
 from .dispatch import activity_message, running_lease
 from .fastpath import claim_attempt_fast, usable
-from .steps import record_activity_outcome
+from .sequential import record_activity_outcome
 
 __all__ = [
     "Heartbeat",

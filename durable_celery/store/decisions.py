@@ -59,12 +59,15 @@ class Due:
 
     ``run`` is ``None`` when the thread's workflow is not registered in this process (the
     outcome is then that failure); ``new_records`` is ``None`` when the run starts from its
-    history rather than resuming in memory.
+    history rather than resuming in memory (or catching up, with ``since``).
     """
 
     thread: WorkflowThread | None
     run: WorkflowRun | None
     new_records: list[HistoryRecord] | None
+    #: The step the run in memory is at when it missed later steps (it catches up on
+    #: ``new_records``, which then hold what those steps recorded); ``None`` when it is current.
+    since: int | None = None
 
     @property
     def dimension(self) -> str:

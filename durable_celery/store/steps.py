@@ -2,29 +2,25 @@
 
 A run is stepped by one process at a time. A process *claims* the step (``step_claimed_by`` on
 the run's row, with a lease of ``DURABLE_STEP_LEASE``), reads a snapshot — or takes the run from
-its in-memory cache when the cache is at the version the database holds — lets the workflow
-decide, and records the decision in one transaction whose first statement checks the version and
-the claim and releases the claim. After releasing, it looks once for news that arrived meanwhile
-and steps again if there is any; an outcome recorded while another process steps is therefore
-picked up by that process, so completions of a wide fan-out coalesce into few steps.
+its in-memory cache, catching it up on steps other processes took since its version — lets the
+workflow decide, and records the decision in one transaction whose first statement checks the
+version and the claim and releases the claim. After releasing, it looks once for news that
+arrived meanwhile and steps again if there is any; an outcome recorded while another process
+steps is therefore picked up by that process, so completions of a wide fan-out coalesce into few
+steps.
 
-The sequential path needs no claim at all: an activity that finishes in the process that holds
-its run in memory records its result and the next decision in one transaction, checked against
-the version (:func:`record_activity_outcome`). Should anything stand in the way — another step
-got there first, the run is not in memory, the decision cannot be recorded — the result is
-recorded on its own first, so a finished activity is never lost to what happens after it.
+The sequential path, which needs no claim, is :mod:`durable_celery.store.sequential`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import InterfaceError, OperationalError
 from django.db.models import Exists, OuterRef, Q
 
 from .. import clock
@@ -44,13 +40,9 @@ from ..models import (
 from ..registry import find_workflow, registered_workflows
 from ..telemetry import workflow_span
 from .commands import NO_EAGER, EagerPolicy
-from .connection import with_fresh_connection
 from .decisions import Decision, Due, StepLost, count_step_failure, record_decision
 from .effects import StepEffects, StepPort
-from .fastpath import record_in_one_statement
-from .guard import GuardedOutcome, outcome_guard
 from .operations_table import STEP_OPERATIONS
-from .outbox import OutboxBatch
 
 __all__ = [
     "CachedRun",
@@ -59,9 +51,11 @@ __all__ = [
     "claim_step",
     "drive",
     "has_news",
-    "record_activity_outcome",
+    "decide",
+    "keep_runs",
     "run_cache",
     "run_replay_step",
+    "unrecorded",
 ]
 
 logger = logging.getLogger(__name__)
@@ -163,8 +157,8 @@ def _step_claimed(execution_pk: int, worker_id: int,
         _release(execution_pk, worker_id)
         return []
     entry = run_cache().take(execution_pk)
-    if entry is not None and entry.version != execution.step_count:
-        entry.close()
+    if entry is not None and entry.version > execution.step_count:
+        entry.close()  # from a step that was never recorded
         entry = None
     decision: Decision | None = None
     try:
@@ -174,16 +168,16 @@ def _step_claimed(execution_pk: int, worker_id: int,
             return []
         attempts = record_decision(execution, decision, eager, claimed_by=worker_id)
     except StepLost:
-        _close(decision)
+        unrecorded(decision)
         return []
     except (OperationalError, InterfaceError):
-        _close(decision)
+        unrecorded(decision)
         raise  # the connection is gone: the step stays requested and is re-driven
     except Exception as error:  # noqa: BLE001 - a decision that cannot be recorded is counted
-        _close(decision)
+        unrecorded(decision)
         count_step_failure(execution_pk, worker_id, error)
         return []
-    _keep_runs(execution, decision)
+    keep_runs(execution, decision)
     return attempts
 
 
@@ -191,13 +185,19 @@ def _decide_from_snapshot(execution: WorkflowExecution,
                           entry: CachedRun | None) -> Decision | None:
     """Read what the step needs and let every thread with news decide.
 
-    With ``entry`` (the run in memory at this version) only the outcomes no step has seen are
-    read; if a thread with news is not in memory, the entry is dropped and the history is read
-    whole. Returns ``None`` when no thread has anything to do.
+    With ``entry`` (the run in memory) only the outcomes no step has seen are read — and, when
+    other processes took steps since the entry's version, what those steps recorded, for the
+    run to catch up on; if a thread with news is not in memory, the entry is dropped and the
+    history is read whole. Returns ``None`` when no thread has anything to do.
     """
     threads = list(WorkflowThread.objects.filter(execution_id=execution.pk,
                                                  status=ExecutionStatus.RUNNING))
-    if entry is not None:
+    behind = entry is not None and entry.version < execution.step_count
+    if entry is not None and behind:
+        rows = HistoryEvent.objects.since_step(
+            execution.pk, entry.version,
+            {d: run.context.counter for d, run in entry.runs.items()})
+    elif entry is not None:
         rows = HistoryEvent.objects.unobserved().filter(execution_id=execution.pk) \
             .values_list("pk", "seq", "dimension", "kind", "name", "status", "result", "error",
                          "observed_step")
@@ -217,7 +217,7 @@ def _decide_from_snapshot(execution: WorkflowExecution,
                    if requested or unobserved.get("" if thread is None else thread.dimension)]
     if not due_threads:
         if entry is not None:
-            run_cache().put(execution.pk, entry)
+            run_cache().put(execution.pk, entry)  # still good to catch up later
         return None
     if entry is not None:
         runs = entry.runs
@@ -225,18 +225,30 @@ def _decide_from_snapshot(execution: WorkflowExecution,
                    for t in due_threads):
             entry.close()
             return _decide_from_snapshot(execution, None)
-        execution.document = entry.execution.document
-        search = getattr(entry.execution, "_durable_search", None)
-        if search is not None:
-            execution._durable_search = search  # type: ignore[attr-defined]
-        due = [Due(t, runs[_dimension(t)], unobserved.get(_dimension(t), []))
-               for t in due_threads]
-        kept = {d: r for d, r in runs.items() if d not in {_dimension(t) for t in due_threads}}
+        if behind:
+            due = [Due(t, runs[_dimension(t)], by_dimension.get(_dimension(t), []),
+                       since=entry.version) for t in due_threads]
+        else:
+            execution.document = entry.execution.document
+            search = getattr(entry.execution, "_durable_search", None)
+            if search is not None:
+                execution._durable_search = search  # type: ignore[attr-defined]
+            due = [Due(t, runs[_dimension(t)], unobserved.get(_dimension(t), []))
+                   for t in due_threads]
+        due_dimensions = {_dimension(t) for t in due_threads}
+        kept = {}
+        for dimension, run in runs.items():
+            if dimension in due_dimensions:
+                continue
+            if behind and by_dimension.get(dimension):
+                run.close()  # missed steps of a thread that does not step now: replay it later
+            else:
+                kept[dimension] = run
     else:
         due = [Due(t, _new_run(execution, t, by_dimension.get(_dimension(t), [])), None)
                for t in due_threads]
         kept = {}
-    decision = _decide(execution, due)
+    decision = decide(execution, due)
     decision.kept = kept
     decision.delivered = delivered
     if execution.step_requested:
@@ -280,7 +292,7 @@ def _unknown(name: str) -> UnknownWorkflowError:
     return UnknownWorkflowError(f"workflow {name!r} was not registered when the step began")
 
 
-def _decide(execution: WorkflowExecution, due: list[Due]) -> Decision:
+def decide(execution: WorkflowExecution, due: list[Due]) -> Decision:
     """Run every due thread of the step and collect what they decided."""
     step = execution.step_count + 1
     effects = StepEffects(execution, clock.now())
@@ -296,6 +308,8 @@ def _decide(execution: WorkflowExecution, due: list[Due]) -> Decision:
                 item.run.context.port = port
                 item.run.context.info = info
                 outcome = item.run.start()
+            elif item.since is not None:
+                outcome = item.run.catch_up(info, item.new_records, item.since, port)
             else:
                 outcome = item.run.resume(info, item.new_records, port)
             decision.outcomes.append((item, outcome))
@@ -305,7 +319,7 @@ def _decide(execution: WorkflowExecution, due: list[Due]) -> Decision:
 # -- the runs kept in memory ----------------------------------------------------------------
 
 
-def _keep_runs(execution: WorkflowExecution, decision: Decision) -> None:
+def keep_runs(execution: WorkflowExecution, decision: Decision) -> None:
     """After commit: keep the runs that can take the next step's outcomes in memory."""
     runs = dict(decision.kept)
     for item, _ in decision.outcomes:
@@ -324,7 +338,7 @@ def _keep_runs(execution: WorkflowExecution, decision: Decision) -> None:
             run.close()
 
 
-def _close(decision: Decision | None) -> None:
+def unrecorded(decision: Decision | None) -> None:
     """A decision that was not recorded: its runs moved past the database; drop them."""
     if decision is None:
         return
@@ -333,117 +347,3 @@ def _close(decision: Decision | None) -> None:
             item.run.close()
     for run in decision.kept.values():
         run.close()
-
-
-# -- the sequential path --------------------------------------------------------------------
-
-
-def record_activity_outcome(message: dict[str, Any], *, holder: int | None,
-                            stepper: int | None, result: Any = None,
-                            error: dict[str, Any] | None = None,
-                            eager: EagerPolicy = NO_EAGER,
-                            also: Callable[[], None] | None = None) -> list[dict[str, Any]]:
-    """Record the final outcome of an activity call and take the run's next step.
-
-    When this process holds the run in memory at the current version, the outcome and the next
-    decision are recorded in one transaction. Otherwise — or if that fails for any reason — the
-    outcome is recorded on its own (on a fresh connection if the old one died), then the step
-    is taken here or left to the process that is stepping the run.
-
-    Args:
-        message: The attempt's message.
-        holder: The process holding the attempt (``None``: nobody, e.g. completed from outside).
-        stepper: This process, when it may step the run; ``None`` requests the step.
-        result: The result (when ``error`` is ``None``).
-        error: The stored final error.
-        eager: Which next attempts this process may claim.
-        also: More writes for the transaction that records the outcome.
-
-    Returns:
-        Attempts claimed to run in this process next.
-    """
-    execution_pk = int(message["execution"])
-    local = stepper is not None and can_continue_locally(message["workflow_name"])
-    entry = run_cache().take(execution_pk) if local else None
-    if entry is not None:
-        guarded = outcome_guard().watch(
-            lambda: _settle_alone(message, holder, result, error, also, request_step=False))
-        try:
-            return _step_in_memory(entry, message, holder, result, error, eager, also, guarded)
-        except Exception as failure:  # noqa: BLE001 - whatever happened, the outcome is recorded
-            logger.debug("durable_celery: in-memory step of run %s not recorded; recording "
-                         "the outcome first", execution_pk, exc_info=True)
-            entry.close()
-            if isinstance(failure, (OperationalError, InterfaceError)):
-                connection.close()  # the connection died: the next work opens a new one
-            if not guarded.take_back():  # the guard recorded it meanwhile
-                return with_fresh_connection(lambda: _continue(execution_pk, stepper, eager))
-    recorded = with_fresh_connection(
-        lambda: _settle_alone(message, holder, result, error, also, request_step=not local))
-    if not recorded or not local:
-        return []
-    return with_fresh_connection(lambda: _continue(execution_pk, stepper, eager))
-
-
-def _continue(execution_pk: int, stepper: int | None,
-              eager: EagerPolicy) -> list[dict[str, Any]]:
-    """After an outcome was recorded on its own: take the step, unless someone else is."""
-    if stepper is not None and claim_step(execution_pk, stepper):
-        return drive(execution_pk, stepper, eager)
-    return []
-
-
-def _settle_alone(message: dict[str, Any], holder: int | None, result: Any,
-                  error: dict[str, Any] | None, also: Callable[[], None] | None, *,
-                  request_step: bool) -> bool:
-    with transaction.atomic():
-        recorded = HistoryEvent.objects.settle(
-            int(message["event"]), result=result, error=error, now=clock.now(),
-            attempt=int(message["attempt"]), worker_id=holder)
-        if recorded:
-            if also is not None:
-                also()
-            if request_step:
-                batch = OutboxBatch()
-                batch.request_step(int(message["execution"]), message["task_queue_of_workflow"])
-                batch.commit()
-    return recorded
-
-
-def _step_in_memory(entry: CachedRun, message: dict[str, Any], holder: int | None,
-                    result: Any, error: dict[str, Any] | None, eager: EagerPolicy,
-                    also: Callable[[], None] | None,
-                    guarded: GuardedOutcome) -> list[dict[str, Any]]:
-    """The sequential path: deliver the outcome to the run in memory and record both."""
-    execution = entry.execution
-    dimension, seq = str(message.get("dimension", "")), int(message["seq"])
-    run = entry.runs.get(dimension)
-    if run is None or not run.waiting_for(seq) or not execution.is_active:
-        raise StepLost("the run in memory does not wait for this outcome")
-    thread = None
-    if dimension:
-        thread = WorkflowThread.objects.filter(execution_id=execution.pk, dimension=dimension,
-                                               status=ExecutionStatus.RUNNING).first()
-        if thread is None:
-            raise StepLost("the hook thread is not running")
-    status = HistoryStatus.FAILED if error is not None else HistoryStatus.COMPLETED
-    record = HistoryRecord(seq, dimension, "activity", message["activity"], status,
-                           None if error is not None else result, error, entry.version + 1)
-    execution.step_requested = False
-    decision = _decide(execution, [Due(thread, run, [record])])
-    decision.kept = {d: r for d, r in entry.runs.items() if d != dimension}
-    try:
-        if guarded.take_back():  # record the outcome with the decision
-            settle = (int(message["event"]), int(message["attempt"]), result, error, holder)
-            fast = None if also is not None else record_in_one_statement(
-                execution, decision, eager, settle)
-            attempts = fast if fast is not None else record_decision(
-                execution, decision, eager, claimed_by=None, also=also, settle=settle)
-        else:  # the step took long: the guard recorded the outcome; the decision marks it seen
-            decision.delivered = [int(message["event"])]
-            attempts = record_decision(execution, decision, eager, claimed_by=None)
-    except BaseException:
-        _close(decision)
-        raise
-    _keep_runs(execution, decision)
-    return attempts

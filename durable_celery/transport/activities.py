@@ -41,7 +41,7 @@ from ..store.activities import (
     release_for_async_completion,
     task_token,
 )
-from ..store.steps import record_activity_outcome
+from ..store.sequential import record_activity_outcome
 from ..telemetry import workflow_span
 from .worker import consumes, current_worker_id, shutting_down
 
@@ -140,7 +140,8 @@ def _run_one(message: dict[str, Any], worker_id: int, budget: EagerBudget,
     except Exception as error:  # every failure is recorded; the policy decides what follows
         return _failed(message, error, worker_id, budget, celery_task_id, started)
     claimed = record_activity_outcome(message, holder=worker_id, stepper=worker_id,
-                                      result=value, eager=budget)
+                                      result=value, eager=budget,
+                                      delivered=celery_task_id is not None)
     return "completed", None, claimed
 
 

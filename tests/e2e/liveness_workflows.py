@@ -138,6 +138,19 @@ async def lv_sequence(n: int) -> int:
 
 
 @durable_workflow
+async def lv_sequence_counting_replays(n: int) -> int:
+    """``lv_sequence`` that counts how often its code runs from the top (outside any durable
+    call, on purpose: a side effect in workflow code runs again on every replay)."""
+    workflow_id = workflow.get_context().workflow_id
+    bump(f"top-{workflow_id}")
+    acts = workflow.proxy_activities()
+    total = 0
+    for i in range(n):
+        total += await acts.lv_counted(f"seq-{workflow_id}", i)
+    return total
+
+
+@durable_workflow
 async def lv_where_flow(key: str) -> object:
     return await workflow.proxy_activities().lv_where(key)
 

@@ -52,7 +52,8 @@ def test_worker_killed_during_activity(client, uid, start_worker):
 
 
 def test_duplicate_activity_result_changes_nothing(client, uid):
-    from durable_celery.store.steps import record_activity_outcome, run_replay_step
+    from durable_celery.store.sequential import record_activity_outcome
+    from durable_celery.store.steps import run_replay_step
     from durable_celery.transport.activities import run_delivered_attempt
     from durable_celery.transport.worker import current_worker_id
 
@@ -157,7 +158,8 @@ def test_concurrent_activity_results_then_steps(client, uid):
     from django.db import connection
 
     from durable_celery.models import Worker
-    from durable_celery.store.steps import record_activity_outcome, run_replay_step
+    from durable_celery.store.sequential import record_activity_outcome
+    from durable_celery.store.steps import run_replay_step
 
     queue = f"idle-{uid}"
     names = [f"r{i}" for i in range(6)]

@@ -53,6 +53,68 @@ def test_a_sequential_step_costs_the_same_statements_at_history_10_and_500(clien
     assert len(handle.history()) == n
 
 
+def test_catching_up_on_a_missed_step_costs_the_same_statements_at_history_10_and_500(
+        client, uid):
+    """As above, but each attempt is recorded by the other of two "processes" (two run caches,
+    as two pool processes have): every step finds its run one step behind and catches up.
+    Its statements do not depend on the history's length, and the code runs from the top once
+    per process."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from durable_celery.engine.cache import RunCache
+    from durable_celery.store import steps
+    from durable_celery.transport.activities import run_delivered_attempt
+    from durable_celery.transport.worker import current_worker_id
+
+    n = 505
+    handle = client.start(lw.lv_sequence_counting_replays, n, workflow_id=f"behind-{uid}",
+                          task_queue=f"i-{uid}")
+    caches = [RunCache(10), RunCache(10)]
+    measured: dict[int, int] = {}
+    try:
+        with capture_publishes(send=False) as sent:
+            steps._cache = caches[0]
+            steps.run_replay_step(_pk(handle), current_worker_id())
+            for position in range(1, n + 1):
+                steps._cache = caches[position % 2]
+                message = sent[-1][2][0]
+                assert message["seq"] == position
+                connection.queries_log.clear()  # a full log (9,000 entries) captures nothing
+                with CaptureQueriesContext(connection) as queries:
+                    assert run_delivered_attempt(message, f"d{position}")["outcome"] == \
+                        "completed"
+                if position in (10, 500):
+                    measured[position] = len(queries.captured_queries)
+    finally:
+        steps._cache = None
+        for cache in caches:
+            cache.clear()
+    assert handle.result(timeout=10) == sum(range(n))
+    assert measured[10] == measured[500], measured
+    assert count(f"top-behind-{uid}") == 2
+    assert count(f"seq-behind-{uid}") == n
+
+
+def test_a_run_in_memory_catches_up_on_steps_another_process_took(client, uid, start_worker):
+    """Eager execution off, two pool processes: each activity goes through the broker to
+    either process, so the process finishing one often did not take the run's last step. Its
+    run in memory catches up on the steps it missed instead of replaying from the top — the
+    workflow's code runs from the top about once per process, not once per switch."""
+    queue = f"catch-{uid}"
+    start_worker([queue, f"{queue}-activity"], concurrency=2,
+                 env={"DURABLE_EAGER_ACTIVITIES": "false"})
+    n = 30
+    handle = client.start(lw.lv_sequence_counting_replays, n, workflow_id=f"catch-{uid}",
+                          task_queue=queue)
+    assert handle.result(timeout=60) == sum(range(n))
+    assert count(f"seq-catch-{uid}") == n  # every activity ran once
+    # Once per process; one more if a sweeper's step ever raced an activity's (a replay from
+    # the top is what it falls back to). A process switch that replayed from the top would
+    # make this about n/2.
+    assert count(f"top-catch-{uid}") <= 3
+
+
 def test_eager_execution_does_not_starve_a_second_workflow(client, uid, start_worker):
     """One process, a 300-step workflow running its activities eagerly, and a second workflow
     started after it: the eager budget hands the next activity to the broker, so the second

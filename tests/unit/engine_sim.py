@@ -45,15 +45,22 @@ class Sim:
         args: Its arguments.
         keep: Keep the suspended run in memory between steps and hand it only the outcomes new
             to each step (as a worker's run cache does) instead of replaying from history.
+        processes: With ``keep``, how many processes take turns stepping the run, each with its
+            own run in memory: a process whose run missed the other processes' steps catches it
+            up (as prefork children do when steps alternate between them).
         port: What storage-computed calls (``start_child``, ``search`` …) perform against.
         info_fields: ``WorkflowInfo`` fields other than the test defaults (e.g. ``run_id``).
     """
 
     def __init__(self, function: Callable[..., Awaitable[Any]], args: Sequence[Any] = (),
-                 keep: bool = False, port: Any = None, **info_fields: Any) -> None:
+                 keep: bool = False, port: Any = None, processes: int = 1,
+                 **info_fields: Any) -> None:
         self.function = function
         self.args = list(args)
         self.keep = keep
+        self.processes = processes
+        #: Per process other than the stepping one: its run in memory and the step it is at.
+        self.parked: dict[int, tuple[WorkflowRun, int]] = {}
         self.port = port
         self.info_fields = info_fields
         self.records: dict[int, HistoryRecord] = {}
@@ -67,7 +74,17 @@ class Sim:
         self.steps += 1
         step_info = info(**{**self.info_fields, "step": self.steps})
         records = sorted(self.records.values(), key=lambda r: r.seq)
-        if self.keep and self.run is not None and self.run.resumable:
+        since = self.steps - 1
+        if self.keep and self.processes > 1:
+            self._switch_process()
+            since = self._at
+        if self.keep and self.run is not None and self.run.resumable and since < self.steps - 1:
+            counter = self.run.context.counter
+            later = [r for r in records
+                     if (r.observed_step is not None and r.observed_step > since)
+                     or (r.resolved and r.observed_step is None) or r.seq > counter]
+            outcome = self.run.catch_up(step_info, later, since, self.port)
+        elif self.keep and self.run is not None and self.run.resumable:
             new = [r for r in records if r.resolved and r.observed_step is None]
             outcome = self.run.resume(step_info, new, self.port)
         else:
@@ -92,8 +109,30 @@ class Sim:
         else:
             self.run.close()
             self.run = None
+        self._at = self.steps
         self.outcomes.append(outcome)
         return outcome
+
+    _at = 0
+
+    def _switch_process(self) -> None:
+        """Park the run of the process that took the last step; take out the next one's."""
+        process = self.steps % self.processes
+        previous = (self.steps - 1) % self.processes
+        if self.run is not None:
+            self.parked[previous] = (self.run, self._at)
+        self.run, self._at = self.parked.pop(process, (None, 0))
+        if self.run is not None and not self.run.resumable:
+            self.run.close()
+            self.run = None
+
+    def close(self) -> None:
+        """Close every run still in memory (the stepping one and the parked ones)."""
+        runs = [self.run, *(run for run, _ in self.parked.values())]
+        self.run, self.parked = None, {}
+        for run in runs:
+            if run is not None:
+                run.close()
 
     def cancel(self, reason: str | None = None) -> None:
         """Record a cancellation request (not yet seen by any step), as ``handle.cancel`` does."""

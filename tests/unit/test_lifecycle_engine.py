@@ -46,16 +46,21 @@ class StartsChildren:
 
 def both_ways(function: Callable[..., Any], script: Callable[[Sim], None],
               args: tuple[Any, ...] = ()) -> Sim:
-    """Run ``script`` on a replaying Sim and on a Sim that keeps the run in memory; assert they
-    decided the same at every step and that replaying the final history agrees. Returns the
-    replaying Sim."""
+    """Run ``script`` on a replaying Sim, on a Sim that keeps the run in memory, and on Sims
+    whose steps alternate between two and three processes that each keep a run (catching up on
+    the steps they missed); assert they decided the same at every step and that replaying the
+    final history agrees. Returns the replaying Sim."""
     port = StartsChildren()
-    sims = [Sim(function, args, port=port), Sim(function, args, keep=True, port=port)]
-    for sim in sims:
+    replayed, *others = [Sim(function, args, port=port),
+                         Sim(function, args, keep=True, port=port),
+                         Sim(function, args, keep=True, port=port, processes=2),
+                         Sim(function, args, keep=True, port=port, processes=3)]
+    for sim in [replayed, *others]:
         script(sim)
-    replayed, kept = sims
-    assert [_summary(o) for o in replayed.outcomes] == [_summary(o) for o in kept.outcomes]
-    assert replayed.records == kept.records
+    for kept in others:
+        kept.close()
+        assert [_summary(o) for o in replayed.outcomes] == [_summary(o) for o in kept.outcomes]
+        assert replayed.records == kept.records
     final = replayed.replay()
     last = replayed.outcomes[-1]
     assert (final.status, final.result, final.commands) == (last.status, last.result, [])
