@@ -129,6 +129,11 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Recent Celery (5.7 here) closes the database connection before every task whatever
+# CONN_MAX_AGE says (celery/celery#9824), and a new PostgreSQL connection costs more than a
+# durable step. With this Celery closes it every 2,000 tasks only; durable_celery's tasks still
+# drop a connection that failed or outlived CONN_MAX_AGE, and health-check it before use.
+CELERY_DB_REUSE_MAX = 1000
 # Workflow modules the workers import besides autodiscovered ``tasks.py`` files (the demo's own
 # workflows live in durable_celery/demo.py, which only the demo command imports).
 CELERY_IMPORTS = [m for m in os.environ.get("DURABLE_IMPORTS", "").split(",") if m]

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import connection, models
 from django.db.models import Q
 
+from .engine.history import CANCEL_POSITION
 from .statuses import ACTIVE_STATUSES, RESOLVED_STATUSES, HistoryStatus
 
 if TYPE_CHECKING:
@@ -107,15 +108,19 @@ class HistoryEventQuerySet(models.QuerySet["HistoryEvent"]):
             fields["celery_task_id"] = celery_task_id
         return bool(qs.update(**fields))
 
-    def since_step(self, execution_id: int, step: int,
-                   positions: dict[str, int]) -> Any:
-        """What a run kept in memory at ``step`` missed, as :meth:`for_replay`'s tuples: the
-        records later steps observed, calls at positions past ``positions`` (the position each
-        thread in memory has reached, by dimension), and outcomes no step has seen yet."""
-        missed = Q(observed_step__gt=step) | Q(observed_step__isnull=True,
-                                                status__in=RESOLVED_STATUSES)
-        for dimension, position in positions.items():
-            missed |= Q(dimension=dimension, seq__gt=position)
+    def missed_by(self, execution_id: int, threads: dict[str, tuple[int, Collection[int]]], *,
+                  unobserved: bool) -> Any:
+        """What threads kept in memory missed while other processes stepped their run, as
+        :meth:`for_replay`'s tuples: per dimension, given ``(position reached, positions
+        waiting)``, the calls past that position, the calls it waits for, and the cancellation
+        record; with ``unobserved`` also every outcome no step has seen yet. Read through the
+        (execution, dimension, seq) index: the cost follows what was missed, not the history."""
+        missed = Q(pk__in=[])
+        for dimension, (position, waiting) in threads.items():
+            missed |= Q(dimension=dimension) & (Q(seq__gt=position) |
+                                                Q(seq__in=[CANCEL_POSITION, *waiting]))
+        if unobserved:
+            missed |= Q(observed_step__isnull=True, status__in=RESOLVED_STATUSES)
         return self.filter(missed, execution_id=execution_id).values_list(
             "pk", "seq", "dimension", "kind", "name", "status", "result", "error",
             "observed_step")

@@ -137,8 +137,9 @@ class WorkflowRun:
 
         Args:
             info: Identity, with the number of this step.
-            records: This thread's records that steps after ``since`` observed or created, and
-                its outcomes no step has seen yet.
+            records: This thread's records at the positions it waits for and past the last
+                position it took (:meth:`ReplayContext.reached`), and its cancellation record:
+                whatever the steps after ``since`` recorded, and outcomes no step has seen.
             since: The step the run in memory is at.
             port: Storage's operations for this step.
         """

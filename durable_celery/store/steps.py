@@ -194,9 +194,9 @@ def _decide_from_snapshot(execution: WorkflowExecution,
                                                  status=ExecutionStatus.RUNNING))
     behind = entry is not None and entry.version < execution.step_count
     if entry is not None and behind:
-        rows = HistoryEvent.objects.since_step(
-            execution.pk, entry.version,
-            {d: run.context.counter for d, run in entry.runs.items()})
+        rows = HistoryEvent.objects.missed_by(
+            execution.pk, {d: run.context.reached() for d, run in entry.runs.items()},
+            unobserved=True)
     elif entry is not None:
         rows = HistoryEvent.objects.unobserved().filter(execution_id=execution.pk) \
             .values_list("pk", "seq", "dimension", "kind", "name", "status", "result", "error",
@@ -240,7 +240,7 @@ def _decide_from_snapshot(execution: WorkflowExecution,
         for dimension, run in runs.items():
             if dimension in due_dimensions:
                 continue
-            if behind and by_dimension.get(dimension):
+            if behind and _missed_steps(run, by_dimension.get(dimension, []), entry.version):
                 run.close()  # missed steps of a thread that does not step now: replay it later
             else:
                 kept[dimension] = run
@@ -256,6 +256,13 @@ def _decide_from_snapshot(execution: WorkflowExecution,
             execution_id=execution.pk, kind="activity", status=HistoryStatus.SCHEDULED,
             worker__isnull=True, input__local=True))
     return decision
+
+
+def _missed_steps(run: WorkflowRun, records: list[HistoryRecord], since: int) -> bool:
+    """Whether later steps moved this thread on: an outcome it waits for was seen, or it
+    made new calls."""
+    position = run.context.counter
+    return any(r.seq > position or (r.observed_step or 0) > since for r in records)
 
 
 def _dimension(thread: WorkflowThread | None) -> str:

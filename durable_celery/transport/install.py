@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import signals
+from django.db import close_old_connections
 
 from ..store.outbox import defer_acknowledgements, flush_acknowledgements
 from ..task_names import REPLAY_STEP_TASK, RUN_ACTIVITY_TASK
@@ -41,6 +42,10 @@ def _on_worker_shutdown(**_: Any) -> None:
 
 def _on_task_prerun(sender: Any = None, **_: Any) -> None:
     if getattr(sender, "name", None) in _DURABLE_TASKS:
+        # Django's request lifecycle for the task: a connection kept from an earlier task
+        # (CONN_MAX_AGE, CELERY_DB_REUSE_MAX) is dropped if it failed or is too old, and
+        # checked before its first use when CONN_HEALTH_CHECKS is on.
+        close_old_connections()
         defer_acknowledgements(True)
 
 

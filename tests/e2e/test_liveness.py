@@ -225,6 +225,27 @@ def test_database_connections_terminated_mid_step(client, uid, start_worker):
     assert (count(f"{uid}-first"), count(f"{uid}-last")) == (1, 1)
 
 
+def test_connections_the_database_dropped_between_tasks_are_replaced_before_use(
+        client, uid, start_worker):
+    """Workers keep their connection between tasks (CELERY_DB_REUSE_MAX, CONN_MAX_AGE). One the
+    database dropped while the worker was idle is health-checked and replaced before the next
+    task uses it: no task fails on it, no attempt needs a second try."""
+    from django_celery_results.models import TaskResult
+
+    _needs_postgres()
+    queue = f"pgidle-{uid}"
+    start_worker([queue, f"{queue}-activity"], env={"DURABLE_EAGER_ACTIVITIES": "false"})
+    first = client.start(lw.lv_sequence, 3, workflow_id=f"pgidle1-{uid}", task_queue=queue)
+    assert first.result(timeout=30) == 3
+    assert _terminate_other_connections() >= 1
+    second = client.start(lw.lv_sequence, 3, workflow_id=f"pgidle2-{uid}", task_queue=queue)
+    assert second.result(timeout=30) == 3
+    assert count(f"seq-pgidle2-{uid}") == 3
+    assert [row["attempts"] for row in second.history()] == [1, 1, 1]
+    task_ids = [row["celery_task_id"] for row in second.history()]
+    assert not TaskResult.objects.filter(task_id__in=task_ids).exclude(status="SUCCESS").exists()
+
+
 # --- failures that must be recorded, once, with their cause -----------------------------------
 
 
