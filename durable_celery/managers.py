@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 from django.db import connection, models
 from django.db.models import Q
 
-from .engine.history import CANCEL_POSITION
 from .statuses import ACTIVE_STATUSES, RESOLVED_STATUSES, HistoryStatus
 
 if TYPE_CHECKING:
@@ -108,19 +107,16 @@ class HistoryEventQuerySet(models.QuerySet["HistoryEvent"]):
             fields["celery_task_id"] = celery_task_id
         return bool(qs.update(**fields))
 
-    def missed_by(self, execution_id: int, threads: dict[str, tuple[int, Collection[int]]], *,
-                  unobserved: bool) -> Any:
-        """What threads kept in memory missed while other processes stepped their run, as
-        :meth:`for_replay`'s tuples: per dimension, given ``(position reached, positions
-        waiting)``, the calls past that position, the calls it waits for, and the cancellation
-        record; with ``unobserved`` also every outcome no step has seen yet. Read through the
-        (execution, dimension, seq) index: the cost follows what was missed, not the history."""
-        missed = Q(pk__in=[])
-        for dimension, (position, waiting) in threads.items():
-            missed |= Q(dimension=dimension) & (Q(seq__gt=position) |
-                                                Q(seq__in=[CANCEL_POSITION, *waiting]))
-        if unobserved:
-            missed |= Q(observed_step__isnull=True, status__in=RESOLVED_STATUSES)
+    def missed_by(self, execution_id: int, since: int, positions: dict[str, int]) -> Any:
+        """What threads kept in memory at step ``since`` missed while other processes stepped
+        their run, as :meth:`for_replay`'s tuples: the outcomes later steps saw, the outcomes
+        no step has seen yet, and the calls past the position each thread reached (by
+        dimension). Read through indexes: the cost follows what was missed, not the length of
+        the history or the number of calls still open."""
+        missed = Q(observed_step__gt=since) | Q(observed_step__isnull=True,
+                                                  status__in=RESOLVED_STATUSES)
+        for dimension, position in positions.items():
+            missed |= Q(dimension=dimension, seq__gt=position)
         return self.filter(missed, execution_id=execution_id).values_list(
             "pk", "seq", "dimension", "kind", "name", "status", "result", "error",
             "observed_step")

@@ -225,6 +225,8 @@ class HistoryEvent(models.Model):
                          condition=Q(kind="wait", status="scheduled")),
             models.Index(fields=["lease_until"], name="durable_hist_lease_idx",
                          condition=Q(kind="activity", status="scheduled")),
+            # What a run kept in memory missed: outcomes later steps saw, and unseen ones.
+            models.Index(fields=["execution", "observed_step"], name="durable_hist_observed_idx"),
         ]
 
     def __str__(self) -> str:

@@ -374,10 +374,6 @@ class ReplayContext:
                     else math.inf
                 self._waiting.setdefault(group, []).append(record.seq)
 
-    def reached(self) -> tuple[int, list[int]]:
-        """Where the thread is: the last position it took, and the positions it waits for."""
-        return self.counter, sorted(self._pending)
-
     def pending_calls(self) -> list[DurableCall]:
         """Calls still waiting for an outcome."""
         return [call for call, _ in self._pending.values() if not call.future.done()]

@@ -137,9 +137,8 @@ class WorkflowRun:
 
         Args:
             info: Identity, with the number of this step.
-            records: This thread's records at the positions it waits for and past the last
-                position it took (:meth:`ReplayContext.reached`), and its cancellation record:
-                whatever the steps after ``since`` recorded, and outcomes no step has seen.
+            records: This thread's records that steps after ``since`` observed or created
+                (past the last position the run took), and its outcomes no step has seen yet.
             since: The step the run in memory is at.
             port: Storage's operations for this step.
         """

@@ -165,8 +165,8 @@ def _step_in_memory(entry: CachedRun, message: dict[str, Any], holder: int | Non
     outcome_value = None if error is not None else result
     execution.step_requested = False
     if behind:
-        missed, delivered = _missed_steps(execution.pk, dimension, run.context.reached(),
-                                          int(message["event"]))
+        missed, delivered = _missed_steps(execution.pk, entry.version, dimension,
+                                          run.context.counter, int(message["event"]))
         missed.append(HistoryRecord(seq, dimension, "activity", message["activity"], status,
                                     outcome_value, error, None))
         decision = decide(execution, [Due(thread, run, missed, since=entry.version)])
@@ -193,16 +193,16 @@ def _step_in_memory(entry: CachedRun, message: dict[str, Any], holder: int | Non
     return attempts
 
 
-def _missed_steps(execution_pk: int, dimension: str, reached: tuple[int, list[int]],
+def _missed_steps(execution_pk: int, since: int, dimension: str, position: int,
                   settling: int) -> tuple[list[HistoryRecord], list[int]]:
-    """What a thread kept in memory missed (``reached``: its position and the positions it
-    waits for), and the rows of outcomes no step has seen that this step delivers (besides
-    ``settling``, the outcome being recorded)."""
+    """What a thread kept in memory at step ``since`` (at ``position``) missed, and the rows of
+    outcomes no step has seen that this step delivers (besides ``settling``, the outcome being
+    recorded)."""
     records: list[HistoryRecord] = []
     delivered: list[int] = []
     for pk, seq, dim, kind, name, status, result, error, observed in \
-            HistoryEvent.objects.missed_by(execution_pk, {dimension: reached}, unobserved=False):
-        if pk == settling:
+            HistoryEvent.objects.missed_by(execution_pk, since, {dimension: position}):
+        if dim != dimension or pk == settling:
             continue
         record = HistoryRecord(seq, dim, kind, name, status, result, error, observed)
         records.append(record)

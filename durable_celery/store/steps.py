@@ -195,8 +195,7 @@ def _decide_from_snapshot(execution: WorkflowExecution,
     behind = entry is not None and entry.version < execution.step_count
     if entry is not None and behind:
         rows = HistoryEvent.objects.missed_by(
-            execution.pk, {d: run.context.reached() for d, run in entry.runs.items()},
-            unobserved=True)
+            execution.pk, entry.version, {d: run.context.counter for d, run in entry.runs.items()})
     elif entry is not None:
         rows = HistoryEvent.objects.unobserved().filter(execution_id=execution.pk) \
             .values_list("pk", "seq", "dimension", "kind", "name", "status", "result", "error",

@@ -79,8 +79,10 @@ class Sim:
             self._switch_process()
             since = self._at
         if self.keep and self.run is not None and self.run.resumable and since < self.steps - 1:
-            counter, waiting = self.run.context.reached()  # what the store reads
-            later = [r for r in records if r.seq > counter or r.seq in (0, *waiting)]
+            counter = self.run.context.counter  # what the store reads (missed_by)
+            later = [r for r in records
+                     if (r.observed_step is not None and r.observed_step > since)
+                     or (r.resolved and r.observed_step is None) or r.seq > counter]
             outcome = self.run.catch_up(step_info, later, since, self.port)
         elif self.keep and self.run is not None and self.run.resumable:
             new = [r for r in records if r.resolved and r.observed_step is None]
