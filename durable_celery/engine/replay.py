@@ -143,15 +143,12 @@ class WorkflowRun:
             port: Storage's operations for this step.
         """
         assert self.resumable, "only a suspended run can catch up"
-        ctx = self.context
-        ctx.begin_step(info, port)
-        token = ctx.activate()
-        try:
-            ctx.load_later_steps(list(records), since)
+
+        def deliver() -> None:
+            self.context.load_later_steps(list(records), since)
             self._deliver_phases()
-        finally:
-            ctx.deactivate(token)
-        return self._conclude()
+
+        return self._later_step(info, port, deliver)
 
     def _deliver_phases(self) -> None:
         """Deliver stored outcomes step by step, letting the code run after each."""
@@ -174,12 +171,21 @@ class WorkflowRun:
             port: Storage's operations for this step.
         """
         assert self.resumable, "only a suspended run can be resumed"
+
+        def deliver() -> None:
+            self.context.deliver_new(list(records))
+            self._loop.run_until_quiet()
+
+        return self._later_step(info, port, deliver)
+
+    def _later_step(self, info: WorkflowInfo, port: Any,
+                    deliver: Callable[[], None]) -> StepOutcome:
+        """Run ``deliver`` as step ``info.step`` of the run kept in memory; conclude it."""
         ctx = self.context
         ctx.begin_step(info, port)
         token = ctx.activate()
         try:
-            ctx.deliver_new(list(records))
-            self._loop.run_until_quiet()
+            deliver()
         finally:
             ctx.deactivate(token)
         return self._conclude()
