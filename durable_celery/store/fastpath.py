@@ -37,7 +37,7 @@ from .decisions import Decision, StepLost
 from .dispatch import activity_message, activity_queue, prepare_attempt, running_lease
 from .outbox import publish_messages, take_acknowledgements
 
-__all__ = ["claim_attempt_fast", "record_in_one_statement", "usable"]
+__all__ = ["claim_attempt_fast", "claim_step_returning", "record_in_one_statement", "usable"]
 
 _EXECUTION = WorkflowExecution._meta.db_table
 _HISTORY = HistoryEvent._meta.db_table
@@ -191,3 +191,19 @@ def claim_attempt_fast(message: dict[str, Any], worker_id: int,
                                 "event": int(message["event"]),
                                 "attempt": int(message["attempt"])})
         return bool(cursor.rowcount)
+
+
+_CLAIM_STEP = f"""
+UPDATE {_EXECUTION} SET step_claimed_by_id = %(worker)s, step_claimed_until = %(lease)s
+ WHERE id = %(execution)s AND status IN ('pending', 'running')
+   AND (step_claimed_by_id IS NULL OR step_claimed_until < %(now)s)
+RETURNING *"""
+
+
+def claim_step_returning(execution_pk: int, worker_id: int, now: datetime,
+                         lease: datetime) -> WorkflowExecution | None:
+    """Claim a run's step and read the run in the same statement (see
+    :func:`durable_celery.store.steps.claim_step`)."""
+    claimed = list(WorkflowExecution.objects.raw(_CLAIM_STEP, {
+        "worker": worker_id, "lease": lease, "execution": execution_pk, "now": now}))
+    return claimed[0] if claimed else None

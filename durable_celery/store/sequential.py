@@ -104,8 +104,9 @@ def record_activity_outcome(message: dict[str, Any], *, holder: int | None,
 def _continue(execution_pk: int, stepper: int | None,
               eager: EagerPolicy) -> list[dict[str, Any]]:
     """After an outcome was recorded on its own: take the step, unless someone else is."""
-    if stepper is not None and claim_step(execution_pk, stepper):
-        return drive(execution_pk, stepper, eager)
+    claimed = claim_step(execution_pk, stepper) if stepper is not None else None
+    if claimed is not None and stepper is not None:
+        return drive(claimed, stepper, eager)
     return []
 
 

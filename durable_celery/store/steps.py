@@ -42,6 +42,7 @@ from ..telemetry import workflow_span
 from .commands import NO_EAGER, EagerPolicy
 from .decisions import Decision, Due, StepLost, count_step_failure, record_decision
 from .effects import StepEffects, StepPort
+from .fastpath import claim_step_returning, usable
 from .operations_table import STEP_OPERATIONS
 
 __all__ = [
@@ -88,14 +89,22 @@ class CachedRun:
 # -- claims and news ------------------------------------------------------------------------
 
 
-def claim_step(execution_pk: int, worker_id: int) -> bool:
-    """Claim the next step of a run for this process (free, or its holder's lease ran out)."""
+def claim_step(execution_pk: int, worker_id: int) -> WorkflowExecution | None:
+    """Claim the next step of a run for this process (free, or its holder's lease ran out).
+
+    Returns:
+        The run as claimed (read by the claim itself on PostgreSQL), or ``None`` when another
+        process holds the step or the run ended.
+    """
     now = clock.now()
     lease = now + timedelta(seconds=float(durable_setting("DURABLE_STEP_LEASE")))
-    return bool(WorkflowExecution.objects.filter(
+    if usable():
+        return claim_step_returning(execution_pk, worker_id, now, lease)
+    claimed = WorkflowExecution.objects.filter(
         Q(step_claimed_by__isnull=True) | Q(step_claimed_until__lt=now),
         pk=execution_pk, status__in=ACTIVE_STATUSES,
-    ).update(step_claimed_by_id=worker_id, step_claimed_until=lease))
+    ).update(step_claimed_by_id=worker_id, step_claimed_until=lease)
+    return WorkflowExecution.objects.filter(pk=execution_pk).first() if claimed else None
 
 
 def _release(execution_pk: int, worker_id: int) -> None:
@@ -130,29 +139,33 @@ def run_replay_step(execution_pk: int, worker_id: int,
     Returns:
         Attempts claimed to run in this process (eager and local activities).
     """
-    if not claim_step(execution_pk, worker_id):
+    claimed = claim_step(execution_pk, worker_id)
+    if claimed is None:
         return []  # another process steps it and will see whatever asked for this step
-    return drive(execution_pk, worker_id, eager)
+    return drive(claimed, worker_id, eager)
 
 
-def drive(execution_pk: int, worker_id: int, eager: EagerPolicy = NO_EAGER) -> list[dict[str, Any]]:
-    """Step a run whose claim this process holds, while it has news; release the claim.
+def drive(claimed: WorkflowExecution, worker_id: int,
+          eager: EagerPolicy = NO_EAGER) -> list[dict[str, Any]]:
+    """Step a run whose claim this process holds (``claimed``: the run as claimed), while it
+    has news; release the claim.
 
     Returns:
         Attempts claimed to run in this process.
     """
     attempts: list[dict[str, Any]] = []
-    while True:
-        attempts += _step_claimed(execution_pk, worker_id, eager)
-        if not has_news(execution_pk) or not claim_step(execution_pk, worker_id):
-            return attempts
+    execution: WorkflowExecution | None = claimed
+    while execution is not None:
+        attempts += _step_claimed(execution, worker_id, eager)
+        if not has_news(claimed.pk):
+            break
+        execution = claim_step(claimed.pk, worker_id)
+    return attempts
 
 
-def _step_claimed(execution_pk: int, worker_id: int,
+def _step_claimed(execution: WorkflowExecution, worker_id: int,
                   eager: EagerPolicy) -> list[dict[str, Any]]:
-    execution = WorkflowExecution.objects.filter(pk=execution_pk).first()
-    if execution is None:
-        return []
+    execution_pk = execution.pk
     if not execution.is_active or execution.step_claimed_by_id != worker_id:
         _release(execution_pk, worker_id)
         return []
@@ -250,7 +263,7 @@ def _decide_from_snapshot(execution: WorkflowExecution,
     decision = decide(execution, due)
     decision.kept = kept
     decision.delivered = delivered
-    if execution.step_requested:
+    if execution.step_requested and execution.step_count:  # a first step has no calls yet
         decision.local_attempts = list(HistoryEvent.objects.filter(
             execution_id=execution.pk, kind="activity", status=HistoryStatus.SCHEDULED,
             worker__isnull=True, input__local=True))
