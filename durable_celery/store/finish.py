@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from django.db import connection
+
 from ..models import (
     ACTIVE_STATUSES,
     ExecutionStatus,
@@ -48,14 +50,36 @@ def finish_execution(execution: WorkflowExecution, status: str, *, now: datetime
     execution.step_requested = False
     execution.step_claimed_by = None
     execution.step_claimed_until = None
-    Timer.objects.filter(execution_id=execution.pk).delete()
-    HistoryEvent.objects.filter(execution_id=execution.pk, status=HistoryStatus.SCHEDULED) \
-        .update(status=HistoryStatus.CANCELLED, completed_at=now, lease_until=None)
-    WorkflowThread.objects.filter(execution_id=execution.pk,
-                                  status=ExecutionStatus.RUNNING).update(
-        status=ExecutionStatus.INTERRUPTED, completed_at=now)
+    _end_open_work(execution.pk, now)
     if status != ExecutionStatus.CONTINUED:
         notify_parent(execution, batch, now)
+
+
+_END_OPEN_WORK = f"""
+WITH timers AS (DELETE FROM {Timer._meta.db_table} WHERE execution_id = %(execution)s),
+calls AS (UPDATE {HistoryEvent._meta.db_table} SET status = %(cancelled)s,
+                 completed_at = %(now)s, lease_until = NULL
+           WHERE execution_id = %(execution)s AND status = %(scheduled)s)
+UPDATE {WorkflowThread._meta.db_table} SET status = %(interrupted)s, completed_at = %(now)s
+ WHERE execution_id = %(execution)s AND status = %(running)s"""
+
+
+def _end_open_work(execution_pk: int, now: datetime) -> None:
+    """Delete the run's timers, cancel its open calls, stop its hook threads (one statement on
+    PostgreSQL)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_END_OPEN_WORK, {
+                "execution": execution_pk, "now": now, "cancelled": HistoryStatus.CANCELLED,
+                "scheduled": HistoryStatus.SCHEDULED, "interrupted": ExecutionStatus.INTERRUPTED,
+                "running": ExecutionStatus.RUNNING})
+        return
+    Timer.objects.filter(execution_id=execution_pk).delete()
+    HistoryEvent.objects.filter(execution_id=execution_pk, status=HistoryStatus.SCHEDULED) \
+        .update(status=HistoryStatus.CANCELLED, completed_at=now, lease_until=None)
+    WorkflowThread.objects.filter(execution_id=execution_pk,
+                                  status=ExecutionStatus.RUNNING).update(
+        status=ExecutionStatus.INTERRUPTED, completed_at=now)
 
 
 def child_outcome_for_parent(child: WorkflowExecution) -> dict[str, Any]:

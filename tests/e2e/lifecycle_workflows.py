@@ -19,6 +19,8 @@ from durable_celery import (
 from tests.support.counters import bump, count
 
 NO_RETRY = RetryPolicy(maximum_attempts=0)
+#: For a poll that a killed worker may interrupt: the lost attempt is tried again.
+QUICK_RETRY = RetryPolicy(maximum_attempts=5, initial_interval="100ms", backoff_coefficient=1)
 
 # --- activities -----------------------------------------------------------------------------
 
@@ -189,7 +191,8 @@ async def bad_child_timeout(key: str, timeout: Any) -> str:
 @durable_workflow
 async def poller(key: str, n: int, limit: int) -> int:
     """The seed's polling loop: check, and start over with an empty history."""
-    await acts().lc_step(f"{key}-poll-{n}", n)
+    poll = workflow.proxy_activities(retry_policy=QUICK_RETRY)
+    await poll.lc_step(f"{key}-poll-{n}", n)
     if n < limit:
         workflow.continue_as_new(key, n + 1, limit)
     return n
