@@ -18,7 +18,7 @@ from ..models import (
     WorkflowExecution,
 )
 from .finish import FINISHED_FIELDS, finish_execution
-from .outbox import OutboxBatch
+from .outbox import OutboxBatch, request_step_now
 from .signals import deliver_signal, lock_signal_ids
 
 __all__ = [
@@ -116,9 +116,10 @@ def create_execution(*, namespace: str, workflow_id: str, workflow_name: str, ta
             if execution.timeout_at is not None:
                 execution.timers.create(kind=TimerKind.EXECUTION_TIMEOUT,
                                         due_at=execution.timeout_at)
-            batch.request_step(execution.pk, task_queue)
-            if own_batch:
-                batch.commit()
+            if own_batch:  # a client's start: the run's step_requested flag is the record
+                request_step_now(execution.pk, task_queue)
+            else:
+                batch.request_step(execution.pk, task_queue)
     except IntegrityError:
         raise DuplicateWorkflowError(
             f"workflow {workflow_id!r} is already running in namespace {namespace!r}") from None

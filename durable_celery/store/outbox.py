@@ -23,7 +23,7 @@ from ..models import OutboxMessage
 from ..task_names import REPLAY_STEP_TASK, RUN_ACTIVITY_TASK
 
 __all__ = ["OutboxBatch", "Publisher", "defer_acknowledgements", "flush_acknowledgements",
-           "publish_messages", "set_publisher", "take_acknowledgements"]
+           "publish_messages", "request_step_now", "set_publisher", "take_acknowledgements"]
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +119,29 @@ class OutboxBatch:
 def _forget(acknowledged: list[int]) -> None:
     done = set(acknowledged)
     _acks.pending = [pk for pk in _acks.pending if pk not in done]
+
+
+def request_step_now(execution_pk: int, queue: str) -> None:
+    """Ask for a replay step without an outbox row, once the current transaction commits.
+
+    For a run whose ``step_requested`` flag the same transaction set: the flag is the durable
+    record, and the sweeper asks again for a run that waited ``DURABLE_STEP_REDRIVE_AFTER``
+    with it set (:func:`~durable_celery.store.sweeper.request_missed_steps`), so a message the
+    broker did not take costs no storage round trips here.
+    """
+
+    def publish() -> None:
+        if _publisher is None:
+            logger.warning("durable_celery: no publisher installed; run %s waits for the "
+                           "sweeper to ask for its step", execution_pk)
+            return
+        try:
+            _publisher(REPLAY_STEP_TASK, queue, [execution_pk])
+        except Exception:  # the broker is unreachable: the sweeper asks again
+            logger.warning("durable_celery: could not ask for a step of run %s on %s; the "
+                           "sweeper asks again", execution_pk, queue, exc_info=True)
+
+    transaction.on_commit(publish)
 
 
 def publish_messages(messages: list[OutboxMessage]) -> int:

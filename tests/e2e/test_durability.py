@@ -197,16 +197,39 @@ def test_concurrent_activity_results_then_steps(client, uid):
     assert _execution(handle.workflow_id).step_count <= 7
 
 
-def test_lost_outbox_message_is_resent_by_sweeper(client, uid):
+def test_lost_outbox_message_is_resent_by_sweeper(client, uid, start_worker):
+    """A step's activity message the broker did not take stays in the outbox; a worker's
+    sweeper sends it again."""
+    from durable_celery.models import OutboxMessage
+    from durable_celery.store.steps import run_replay_step
+    from durable_celery.transport.worker import current_worker_id
+
+    queue = f"lost-{uid}"  # nobody consumes it until the worker below starts
+    with capture_publishes(send=False):
+        handle = client.start(wf.hello, "lost", workflow_id=f"lost-{uid}", task_queue=queue)
+    pk = _execution(handle.workflow_id).pk
+    with capture_publishes(fail=True):
+        run_replay_step(pk, current_worker_id())
+    (lost,) = [m for m in OutboxMessage.objects.filter(task_name=RUN_ACTIVITY)
+               if m.args[0].get("execution") == pk]
+    start_worker([queue, f"{queue}-activity"])
+    assert handle.result(timeout=30) == "Hello, lost!"
+    assert not OutboxMessage.objects.filter(pk=lost.pk).exists()
+    assert history_rows(handle) == [(1, "activity", "greet", "completed")]
+
+
+def test_start_whose_step_request_the_broker_refused_is_asked_for_again(client, uid):
+    """A start stores the run with its step requested and sends the request without an outbox
+    row: when the broker refuses it, the sweeper asks again."""
     from durable_celery.models import OutboxMessage
 
     with capture_publishes(fail=True):
-        handle = client.start(wf.hello, "lost", workflow_id=f"lost-{uid}")
+        handle = client.start(wf.hello, "refused", workflow_id=f"refused-{uid}")
     pk = _execution(handle.workflow_id).pk
-    (lost,) = [m for m in OutboxMessage.objects.filter(task_name=REPLAY_STEP) if m.args == [pk]]
+    assert _execution(handle.workflow_id).step_requested
+    assert not OutboxMessage.objects.filter(task_name=REPLAY_STEP, args=[pk]).exists()
     assert handle.status() == "pending"
-    assert handle.result(timeout=30) == "Hello, lost!"
-    assert not OutboxMessage.objects.filter(pk=lost.pk).exists()
+    assert handle.result(timeout=30) == "Hello, refused!"
     assert history_rows(handle) == [(1, "activity", "greet", "completed")]
 
 
