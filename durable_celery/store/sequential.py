@@ -33,6 +33,7 @@ from .steps import (
     decide,
     drive,
     keep_runs,
+    read_rows,
     run_cache,
     unrecorded,
 )
@@ -197,16 +198,8 @@ def _step_in_memory(entry: CachedRun, message: dict[str, Any], holder: int | Non
 def _missed_steps(execution_pk: int, since: int, dimension: str, position: int,
                   settling: int) -> tuple[list[HistoryRecord], list[int]]:
     """What a thread kept in memory at step ``since`` (at ``position``) missed, and the rows of
-    outcomes no step has seen that this step delivers (besides ``settling``, the outcome being
-    recorded)."""
-    records: list[HistoryRecord] = []
-    delivered: list[int] = []
-    for pk, seq, dim, kind, name, status, result, error, observed in \
-            HistoryEvent.objects.missed_by(execution_pk, since, {dimension: position}):
-        if dim != dimension or pk == settling:
-            continue
-        record = HistoryRecord(seq, dim, kind, name, status, result, error, observed)
-        records.append(record)
-        if record.resolved and observed is None:
-            delivered.append(pk)
-    return records, delivered
+    its outcomes no step has seen that this step delivers (besides ``settling``, the outcome
+    being recorded)."""
+    read = read_rows(HistoryEvent.objects.missed_by(execution_pk, since, {dimension: position}),
+                     skip=settling)
+    return read.by_dimension.get(dimension, []), read.delivered.get(dimension, [])

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -47,6 +47,7 @@ from .operations_table import STEP_OPERATIONS
 
 __all__ = [
     "CachedRun",
+    "RowsRead",
     "StepLost",
     "can_continue_locally",
     "claim_step",
@@ -54,6 +55,7 @@ __all__ = [
     "drive",
     "has_news",
     "keep_runs",
+    "read_rows",
     "run_cache",
     "run_replay_step",
     "unrecorded",
@@ -130,6 +132,37 @@ def can_continue_locally(workflow_name: str) -> bool:
 
 
 # -- the general path -----------------------------------------------------------------------
+
+
+@dataclass
+class RowsRead:
+    """History rows as the replay takes them, by dimension (thread).
+
+    Attributes:
+        by_dimension: Every record read.
+        unobserved: The outcomes no step has seen yet.
+        delivered: The rows of those outcomes (the step that delivers them marks them seen).
+    """
+
+    by_dimension: dict[str, list[HistoryRecord]] = field(
+        default_factory=lambda: defaultdict(list))
+    unobserved: dict[str, list[HistoryRecord]] = field(default_factory=lambda: defaultdict(list))
+    delivered: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+
+
+def read_rows(rows: Any, skip: int | None = None) -> RowsRead:
+    """Turn :meth:`~durable_celery.managers.HistoryEventQuerySet.for_replay`-shaped tuples into
+    records (leaving out the row ``skip``)."""
+    read = RowsRead()
+    for pk, seq, dimension, kind, name, status, result, error, observed in rows:
+        if pk == skip:
+            continue
+        record = HistoryRecord(seq, dimension, kind, name, status, result, error, observed)
+        read.by_dimension[dimension].append(record)
+        if record.resolved and observed is None:
+            read.unobserved[dimension].append(record)
+            read.delivered[dimension].append(pk)
+    return read
 
 
 def run_replay_step(execution_pk: int, worker_id: int,
@@ -215,15 +248,8 @@ def _decide_from_snapshot(execution: WorkflowExecution,
                          "observed_step")
     else:
         rows = HistoryEvent.objects.for_replay(execution.pk)
-    by_dimension: dict[str, list[HistoryRecord]] = defaultdict(list)
-    unobserved: dict[str, list[HistoryRecord]] = defaultdict(list)
-    delivered: list[int] = []
-    for pk, seq, dimension, kind, name, status, result, error, observed in rows:
-        record = HistoryRecord(seq, dimension, kind, name, status, result, error, observed)
-        by_dimension[record.dimension].append(record)
-        if record.resolved and record.observed_step is None:
-            unobserved[record.dimension].append(record)
-            delivered.append(pk)
+    read = read_rows(rows)
+    by_dimension, unobserved = read.by_dimension, read.unobserved
     due_threads = [thread for thread, requested in
                    [(None, execution.step_requested), *((t, t.step_requested) for t in threads)]
                    if requested or unobserved.get("" if thread is None else thread.dimension)]
@@ -252,7 +278,7 @@ def _decide_from_snapshot(execution: WorkflowExecution,
         for dimension, run in runs.items():
             if dimension in due_dimensions:
                 continue
-            if behind and _missed_steps(run, by_dimension.get(dimension, []), entry.version):
+            if behind and _moved_on(run, by_dimension.get(dimension, []), entry.version):
                 run.close()  # missed steps of a thread that does not step now: replay it later
             else:
                 kept[dimension] = run
@@ -262,7 +288,7 @@ def _decide_from_snapshot(execution: WorkflowExecution,
         kept = {}
     decision = decide(execution, due)
     decision.kept = kept
-    decision.delivered = delivered
+    decision.delivered = [pk for pks in read.delivered.values() for pk in pks]
     if execution.step_requested and execution.step_count:  # a first step has no calls yet
         decision.local_attempts = list(HistoryEvent.objects.filter(
             execution_id=execution.pk, kind="activity", status=HistoryStatus.SCHEDULED,
@@ -270,7 +296,7 @@ def _decide_from_snapshot(execution: WorkflowExecution,
     return decision
 
 
-def _missed_steps(run: WorkflowRun, records: list[HistoryRecord], since: int) -> bool:
+def _moved_on(run: WorkflowRun, records: list[HistoryRecord], since: int) -> bool:
     """Whether later steps moved this thread on: an outcome it waits for was seen, or it
     made new calls."""
     position = run.context.counter
