@@ -16,11 +16,13 @@ from typing import Any
 
 import pytest
 
-__all__ = ["ARTIFACTS", "chromium", "live_url", "login", "open_page", "screenshot",
-           "submit_and_wait"]
+__all__ = ["ARTIFACTS", "NAVIGATION_TIMEOUT", "chromium", "live_url", "login", "open_page",
+           "screenshot", "submit_and_wait"]
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 WAIT = 30
+#: Seconds any one page load may take: generous, since the machine may be busy.
+NAVIGATION_TIMEOUT = 60
 
 
 @pytest.fixture
@@ -60,6 +62,7 @@ def chromium() -> Iterator[Any]:
                  "--disable-sync", "--disable-dev-shm-usage", "--window-size=1500,1100"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    driver.set_page_load_timeout(NAVIGATION_TIMEOUT)
     yield driver
     driver.quit()
 

@@ -1,13 +1,36 @@
-"""Helpers of the admin tests: URLs and waiting for a status."""
+"""Helpers of the admin tests: URLs, waiting for a status, running ``manage.py durable``."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
+from io import StringIO
+from pathlib import Path
 from typing import Any
 
+from django.core.management import call_command
 from django.urls import reverse
 
-__all__ = ["action_url", "detail_url", "execution", "wait_history", "wait_status"]
+__all__ = ["REPO", "action_url", "detail_url", "durable_cmd", "execution", "manage",
+           "wait_history", "wait_status"]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def durable_cmd(*args: str) -> str:
+    """``manage.py durable ARGS`` in this process; its standard output."""
+    out = StringIO()
+    call_command("durable", *args, stdout=out)
+    return out.getvalue()
+
+
+def manage(*args: str) -> subprocess.CompletedProcess[str]:
+    """``manage.py durable ARGS`` as its own process (exit code, stdout, stderr)."""
+    return subprocess.run([sys.executable, "manage.py", "durable", *args], cwd=REPO,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True,
+                          text=True, timeout=120)
 
 
 def execution(workflow_id: str) -> Any:

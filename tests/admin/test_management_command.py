@@ -6,25 +6,16 @@ import json
 import os
 import subprocess
 import sys
-from io import StringIO
-from pathlib import Path
 
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 
-from tests.admin.helpers import wait_history, wait_status
+from tests.admin.helpers import REPO, durable_cmd, wait_history, wait_status
 from tests.e2e import workflows as wf
 from tests.support.counters import bump, count
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def durable_cmd(*args: str) -> str:
-    out = StringIO()
-    call_command("durable", *args, stdout=out)
-    return out.getvalue()
 
 
 def test_start_describe_history_list(durable, uid):

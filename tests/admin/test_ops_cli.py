@@ -4,37 +4,20 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from io import StringIO
-from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
 
 from durable_celery import RetryPolicy
 from tests.admin import ops_workflows as ow
-from tests.admin.helpers import wait_history, wait_status
+from tests.admin.helpers import durable_cmd, manage, wait_history, wait_status
 from tests.e2e import workflows as wf
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
 CLOCK = re.compile(r"\d\d:\d\d:\d\d\.\d{3}")
-
-
-def durable_cmd(*args: str) -> str:
-    out = StringIO()
-    call_command("durable", *args, stdout=out)
-    return out.getvalue()
-
-
-def manage(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "manage.py", "durable", *args], cwd=REPO,
-                          env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True,
-                          text=True, timeout=120)
 
 
 def test_history_shows_times_and_durations(durable, uid):

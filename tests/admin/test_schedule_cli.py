@@ -4,33 +4,16 @@ codes."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from io import StringIO
-from pathlib import Path
 
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 
+from tests.admin.helpers import durable_cmd, manage
 from tests.e2e import schedule_workflows as sw
 from tests.support.counters import count
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def durable_cmd(*args: str) -> str:
-    out = StringIO()
-    call_command("durable", *args, stdout=out)
-    return out.getvalue()
-
-
-def manage(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "manage.py", "durable", *args], cwd=REPO,
-                          env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True,
-                          text=True, timeout=120)
 
 
 def test_schedule_subcommands(durable, uid):
