@@ -104,6 +104,22 @@ def _user(request: HttpRequest) -> str:
     return str(request.user.get_username())
 
 
+def _stop_view(admin: ModelAdmin, request: HttpRequest, execution: WorkflowExecution,
+               action: str, explanation: list[str],
+               stop: Callable[[dict[str, Any]], str]) -> HttpResponse:
+    """Interrupt or cancel an active run: confirm with a reason and ``descend``, then ``stop``
+    with the form's data."""
+    if not execution.is_active:
+        messages.error(request, f"Workflow is {execution.status}; nothing to {action}.")
+        return HttpResponseRedirect(execution_url(execution.pk))
+    if request.method != "POST":
+        return _render(admin, request, execution, action, explanation, InterruptForm())
+    form = InterruptForm(request.POST)
+    if not form.is_valid():
+        return _render(admin, request, execution, action, explanation, form)
+    return _run(request, execution, lambda: stop(form.cleaned_data))
+
+
 def signal_view(admin: ModelAdmin, request: HttpRequest, object_id: str) -> HttpResponse:
     """Send a signal to the namespace of a running workflow (prefilled with what it waits on)."""
     execution = _execution(admin, request, object_id)
@@ -149,23 +165,14 @@ def interrupt_view(admin: ModelAdmin, request: HttpRequest, object_id: str) -> H
         f"It has {children} running child workflow(s); tick the box to interrupt every "
         f"descendant as well.",
     ]
-    if not execution.is_active:
-        messages.error(request, f"Workflow is {execution.status}; nothing to interrupt.")
-        return HttpResponseRedirect(execution_url(execution.pk))
-    if request.method != "POST":
-        return _render(admin, request, execution, "interrupt", explanation, InterruptForm())
-    form = InterruptForm(request.POST)
-    if not form.is_valid():
-        return _render(admin, request, execution, "interrupt", explanation, form)
 
-    def act() -> str:
+    def act(data: dict[str, Any]) -> str:
         ids = operations.interrupt_as_operator(
             execution.namespace, execution.workflow_id, _user(request),
-            reason=form.cleaned_data["reason"] or None, descend=form.cleaned_data["descend"],
-            run_id=execution.run_id)
+            reason=data["reason"] or None, descend=data["descend"], run_id=execution.run_id)
         return f"Interrupted {len(ids)} workflow(s): {', '.join(ids)}."
 
-    return _run(request, execution, act)
+    return _stop_view(admin, request, execution, "interrupt", explanation, act)
 
 
 def cancel_view(admin: ModelAdmin, request: HttpRequest, object_id: str) -> HttpResponse:
@@ -179,25 +186,16 @@ def cancel_view(admin: ModelAdmin, request: HttpRequest, object_id: str) -> Http
         "handles it, the workflow may still complete. Tick the box to ask every running "
         "descendant as well.",
     ]
-    if not execution.is_active:
-        messages.error(request, f"Workflow is {execution.status}; nothing to cancel.")
-        return HttpResponseRedirect(execution_url(execution.pk))
-    if request.method != "POST":
-        return _render(admin, request, execution, "cancel", explanation, InterruptForm())
-    form = InterruptForm(request.POST)
-    if not form.is_valid():
-        return _render(admin, request, execution, "cancel", explanation, form)
 
-    def act() -> str:
+    def act(data: dict[str, Any]) -> str:
         ids = operations.cancel_as_operator(
             execution.namespace, execution.workflow_id, _user(request),
-            reason=form.cleaned_data["reason"] or None, descend=form.cleaned_data["descend"],
-            run_id=execution.run_id)
+            reason=data["reason"] or None, descend=data["descend"], run_id=execution.run_id)
         if not ids:
             return "Its cancellation had already been asked for."
         return f"Asked {len(ids)} workflow(s) to cancel: {', '.join(ids)}."
 
-    return _run(request, execution, act)
+    return _stop_view(admin, request, execution, "cancel", explanation, act)
 
 
 def resume_view(admin: ModelAdmin, request: HttpRequest, object_id: str) -> HttpResponse:
