@@ -107,6 +107,13 @@ def record_decision(execution: WorkflowExecution, decision: Decision, eager: Eag
     now = effects.now
     fields = _execution_fields(execution, decision)
     with transaction.atomic():
+        # The run's row first, then its history rows: the order every writer locks them in
+        # (an interrupt, a finish), so two of them never wait on each other.
+        current = WorkflowExecution.objects.filter(
+            pk=execution.pk, step_count=decision.version, status__in=ACTIVE_STATUSES,
+            step_claimed_by_id=claimed_by)
+        if not current.update(**fields):
+            raise StepLost("another step recorded a decision first, or the run ended")
         if settle is not None:
             event_pk, attempt, result, error, worker_id = settle
             if not HistoryEvent.objects.settle(event_pk, result=result, error=error, now=now,
@@ -115,11 +122,6 @@ def record_decision(execution: WorkflowExecution, decision: Decision, eager: Eag
                 raise StepLost("the activity outcome was recorded by someone else")
             if also is not None:
                 also()
-        current = WorkflowExecution.objects.filter(
-            pk=execution.pk, step_count=decision.version, status__in=ACTIVE_STATUSES,
-            step_claimed_by_id=claimed_by)
-        if not current.update(**fields):
-            raise StepLost("another step recorded a decision first, or the run ended")
         for name, value in fields.items():
             setattr(execution, name, value)
         if decision.delivered:
