@@ -20,7 +20,7 @@ from django.template.response import TemplateResponse
 
 from .admin_detail import execution_url, pretty_json
 from .errors import DurableError
-from .models import HistoryEvent, WorkflowExecution
+from .models import ExecutionStatus, HistoryEvent, HistoryStatus, WorkflowExecution
 from .serialization import json_roundtrip
 from .store import operations
 
@@ -124,7 +124,7 @@ def signal_view(admin: ModelAdmin, request: HttpRequest, object_id: str) -> Http
     """Send a signal to the namespace of a running workflow (prefilled with what it waits on)."""
     execution = _execution(admin, request, object_id)
     waits = list(HistoryEvent.objects.filter(execution=execution, kind="wait",
-                                             status="scheduled")
+                                             status=HistoryStatus.SCHEDULED)
                  .order_by("created_at").values_list("name", flat=True))
     explanation = [
         f"The payload is delivered to every workflow thread in namespace "
@@ -227,7 +227,7 @@ def resume_view(admin: ModelAdmin, request: HttpRequest, object_id: str) -> Http
 def retry_view(admin: ModelAdmin, request: HttpRequest, object_id: str) -> HttpResponse:
     """Resume a failed workflow from its failed step."""
     execution = _execution(admin, request, object_id)
-    if execution.status != "failed":
+    if execution.status != ExecutionStatus.FAILED:
         messages.error(request, f"Workflow is {execution.status}; only a failed one is retried.")
         return HttpResponseRedirect(execution_url(execution.pk))
     rows = operations.failed_step_of(execution)
@@ -261,7 +261,8 @@ def rerun_view(admin: ModelAdmin, request: HttpRequest, object_id: str,
     row = HistoryEvent.objects.filter(pk=event_id, execution=execution).first()
     if row is None:
         raise Http404(f"no history row {event_id} in this workflow")
-    if execution.status != "failed" or row.kind != "activity" or row.status != "failed":
+    if execution.status != ExecutionStatus.FAILED or row.kind != "activity" \
+            or row.status != HistoryStatus.FAILED:
         messages.error(request, "Only a failed activity call of a failed workflow is re-run.")
         return HttpResponseRedirect(execution_url(execution.pk))
     explanation = [

@@ -28,7 +28,7 @@ from .admin_actions import InterruptForm, can_operate
 from .admin_detail import execution_url
 from .admin_format import STATUS_COLOURS, error_view
 from .errors import DurableError
-from .models import WorkflowExecution
+from .models import ExecutionStatus, WorkflowExecution
 from .store import operations
 
 __all__ = ["BULK_ACTIONS", "BulkAction", "RetryForm", "bulk_cancel", "bulk_interrupt",
@@ -93,7 +93,7 @@ def _resume(run: WorkflowExecution, user: str, options: dict[str, Any]) -> str:
 
 
 def _retry_applies(run: WorkflowExecution) -> str:
-    if run.status != "failed":
+    if run.status != ExecutionStatus.FAILED:
         return f"is {run.status}: only a failed run is retried"
     if getattr(run, "latest_pk", run.pk) != run.pk:
         return "is not the latest run of its id: retry the latest one"
