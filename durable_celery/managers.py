@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.db import connection, models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from .statuses import ACTIVE_STATUSES, RESOLVED_STATUSES, HistoryStatus
 
@@ -124,6 +124,14 @@ class HistoryEventQuerySet(models.QuerySet["HistoryEvent"]):
     def unobserved(self) -> HistoryEventQuerySet:
         """Outcomes no replay step has seen yet."""
         return self.filter(observed_step__isnull=True, status__in=RESOLVED_STATUSES)
+
+    def news(self) -> HistoryEventQuerySet:
+        """Outcomes no step has seen that call for a step: all of them, except activity results
+        a run holds back while it waits for the rest of a ``workflow.all`` group (fewer
+        ``outcomes_settled`` than its ``wake_at``). The step that comes delivers those too."""
+        return self.unobserved().filter(
+            ~Q(kind="activity", status=HistoryStatus.COMPLETED)
+            | Q(execution__outcomes_settled__gte=F("execution__wake_at")))
 
     def waiting_for(self, namespace: str, signal_id: str) -> HistoryEventQuerySet:
         """Open ``wait_for`` calls on ``signal_id`` in running executions of ``namespace``."""

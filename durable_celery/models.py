@@ -119,6 +119,11 @@ class WorkflowExecution(models.Model):
     step_claimed_until = models.DateTimeField(null=True, blank=True)
     step_failures = models.PositiveIntegerField(
         default=0, help_text="consecutive steps whose decision could not be recorded")
+    outcomes_settled = models.PositiveBigIntegerField(
+        default=0, help_text="activity outcomes recorded apart from a step, counted")
+    wake_at = models.PositiveBigIntegerField(
+        default=0, help_text="while outcomes_settled is below this, a recorded activity outcome "
+                             "does not step the run (it waits for a workflow.all group)")
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     timeout_at = models.DateTimeField(
         null=True, blank=True, help_text="when execution_timeout interrupts the run")

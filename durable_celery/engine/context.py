@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import math
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,7 @@ from ..errors import (
     NonDeterminismError,
     error_from_dict,
 )
+from .calls import DurableCall, defers, outcomes_to_wake
 from .history import (
     BLOCKING_KINDS,
     CANCEL_KIND,
@@ -97,25 +98,6 @@ class WorkflowInfo:
     run_id: str = ""
 
 
-class DurableCall:
-    """The awaitable a durable call returns. It takes its position when constructed.
-
-    On first run it stays pending (the step suspends); on replay it resolves with the stored
-    outcome when the replay reaches the moment the outcome originally arrived.
-    """
-
-    __slots__ = ("future", "seq", "kind", "_transform")
-
-    def __init__(self, future: asyncio.Future[Any], seq: int, kind: str,
-                 transform: Callable[[Any], Any] | None = None) -> None:
-        self.future = future
-        self.seq = seq
-        self.kind = kind
-        self._transform = transform
-
-    def __await__(self) -> Generator[Any, None, Any]:
-        value = yield from self.future.__await__()
-        return self._transform(value) if self._transform else value
 
 
 @dataclass(eq=False)
@@ -382,6 +364,17 @@ class ReplayContext:
         """Whether the call at position ``seq`` waits for its outcome."""
         pending = self._pending.get(seq)
         return pending is not None and not pending[0].future.done()
+
+    def outcomes_to_wake(self) -> int:
+        """How many activity outcomes must arrive before this suspended thread could move
+        (see :func:`~durable_celery.engine.calls.outcomes_to_wake`)."""
+        return outcomes_to_wake(call for call, _ in self._pending.values())
+
+    def defers(self, seq: int) -> bool:
+        """Whether the outcome of activity call ``seq`` alone cannot move this thread (see
+        :func:`~durable_celery.engine.calls.defers`)."""
+        pending = self._pending.get(seq)
+        return pending is not None and defers(pending[0])
 
     def interrupt_pending(self) -> None:
         """End every waiting call with its control-flow error so the coroutines unwind."""

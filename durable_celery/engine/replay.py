@@ -57,6 +57,9 @@ class StepOutcome:
         counter: Positions the thread used.
         cancelled: Positions of calls that a cancellation delivered in this step ended (the
             workflow no longer waits for them).
+        outcomes_to_wake: For a suspended run, how many activity outcomes must arrive before
+            the next one could move it (``1``: any may; more while it waits only for
+            ``workflow.all`` groups).
 
     ``cancelled``: the function let the cancellation's ``asyncio.CancelledError`` propagate;
     ``error`` is the ``DurableInterruptedError`` the run ends with. ``continued``: ``result``
@@ -70,6 +73,7 @@ class StepOutcome:
     retryable: bool = False
     counter: int = 0
     cancelled: list[int] = field(default_factory=list)
+    outcomes_to_wake: int = 1
 
 
 class WorkflowRun:
@@ -113,6 +117,11 @@ class WorkflowRun:
     def waiting_for(self, seq: int) -> bool:
         """Whether the suspended coroutine waits for the outcome of position ``seq``."""
         return self.context.waiting_for(seq)
+
+    def defers(self, seq: int) -> bool:
+        """Whether the outcome of activity call ``seq`` alone cannot move the suspended
+        coroutine (see :meth:`ReplayContext.defers`)."""
+        return self.context.defers(seq)
 
     def start(self) -> StepOutcome:
         """First step of this object: run the function from the top against its history."""
@@ -244,6 +253,8 @@ class WorkflowRun:
         outcome.commands = list(ctx.commands)
         outcome.counter = ctx.counter
         outcome.cancelled = list(ctx.cancelled_now)
+        if outcome.status == StepStatus.SUSPENDED:
+            outcome.outcomes_to_wake = ctx.outcomes_to_wake()
         return outcome
 
     def _classify(self, task: asyncio.Task[Any]) -> StepOutcome:

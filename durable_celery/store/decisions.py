@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Case, Exists, Value, When
 
 from .. import clock
 from ..conf import durable_setting
@@ -90,6 +91,20 @@ class Decision:
     delivered: list[int] = field(default_factory=list)
     local_attempts: list[HistoryEvent] = field(default_factory=list)
 
+    def wake_at(self, execution: WorkflowExecution) -> int:
+        """The run's ``wake_at`` after this step: ``0`` (every outcome steps the run) unless the
+        main thread alone is in memory, suspended on ``workflow.all`` groups only; then the
+        count of settled outcomes as read before this step's outcomes were, plus how many more
+        must arrive before the next could move it (a count read earlier errs early, never
+        late)."""
+        if len(self.outcomes) != 1 or self.kept:
+            return 0
+        item, outcome = self.outcomes[0]
+        if item.thread is not None or outcome.status != StepStatus.SUSPENDED \
+                or outcome.outcomes_to_wake < 2:
+            return 0
+        return execution.outcomes_settled + outcome.outcomes_to_wake
+
 
 def record_decision(execution: WorkflowExecution, decision: Decision, eager: EagerPolicy, *,
             claimed_by: int | None,
@@ -106,14 +121,16 @@ def record_decision(execution: WorkflowExecution, decision: Decision, eager: Eag
     effects = decision.effects
     now = effects.now
     fields = _execution_fields(execution, decision)
+    wake_at = fields.pop("wake_at")
     with transaction.atomic():
         # The run's row first, then its history rows: the order every writer locks them in
         # (an interrupt, a finish), so two of them never wait on each other.
         current = WorkflowExecution.objects.filter(
             pk=execution.pk, step_count=decision.version, status__in=ACTIVE_STATUSES,
             step_claimed_by_id=claimed_by)
-        if not current.update(**fields):
+        if not current.update(**fields, wake_at=_without_threads(execution.pk, wake_at)):
             raise StepLost("another step recorded a decision first, or the run ended")
+        execution.wake_at = wake_at
         if settle is not None:
             event_pk, attempt, result, error, worker_id = settle
             if not HistoryEvent.objects.settle(event_pk, result=result, error=error, now=now,
@@ -133,11 +150,21 @@ def record_decision(execution: WorkflowExecution, decision: Decision, eager: Eag
     return attempts
 
 
+def _without_threads(execution_pk: int, wake_at: int) -> Any:
+    """``wake_at``, or ``0`` when a hook thread runs (its calls are not counted in it)."""
+    if not wake_at:
+        return 0
+    running = WorkflowThread.objects.filter(execution_id=execution_pk,
+                                            status=ExecutionStatus.RUNNING)
+    return Case(When(Exists(running), then=Value(0)), default=Value(wake_at))
+
+
 def _execution_fields(execution: WorkflowExecution, decision: Decision) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "step_count": decision.step, "step_claimed_by": None, "step_claimed_until": None,
         "step_requested": False, "updated_at": decision.effects.now,
         "status": ExecutionStatus.RUNNING, "step_failures": 0,
+        "wake_at": decision.wake_at(execution),
     }
     if decision.effects.document_changed:
         fields["document"] = execution.document

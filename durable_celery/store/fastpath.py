@@ -30,6 +30,7 @@ from ..models import (
     HistoryStatus,
     OutboxMessage,
     WorkflowExecution,
+    WorkflowThread,
 )
 from ..task_names import RUN_ACTIVITY_TASK
 from .commands import EagerPolicy, claimer_for
@@ -37,17 +38,25 @@ from .decisions import Decision, StepLost
 from .dispatch import activity_message, activity_queue, prepare_attempt, running_lease
 from .outbox import publish_messages, take_acknowledgements
 
-__all__ = ["claim_attempt_fast", "claim_step_returning", "record_in_one_statement", "usable"]
+__all__ = ["claim_attempt_fast", "claim_step_returning", "record_in_one_statement",
+           "settle_counted", "usable"]
 
 _EXECUTION = WorkflowExecution._meta.db_table
 _HISTORY = HistoryEvent._meta.db_table
 _OUTBOX = OutboxMessage._meta.db_table
+_THREAD = WorkflowThread._meta.db_table
+
+#: A run with a hook thread running never holds outcomes back (its ``wake_at`` counts the main
+#: thread's calls only).
+_WAKE_AT = f"""CASE WHEN %(wake)s > 0 AND NOT EXISTS (
+    SELECT 1 FROM {_THREAD} WHERE execution_id = %(execution)s AND status = 'running')
+  THEN %(wake)s ELSE 0 END"""
 
 _SETTLE_AND_ADVANCE = f"""
 WITH ex AS (
   UPDATE {_EXECUTION} SET step_count = %(step)s, step_claimed_by_id = NULL,
          step_claimed_until = NULL, step_requested = false, updated_at = %(now)s,
-         status = 'running', step_failures = 0
+         status = 'running', step_failures = 0, wake_at = {_WAKE_AT}
    WHERE id = %(execution)s AND step_count = %(version)s AND status IN ('pending', 'running')
      AND step_claimed_by_id IS NULL
      AND EXISTS (SELECT 1 FROM {_HISTORY} WHERE id = %(event)s AND status = 'scheduled'
@@ -128,7 +137,8 @@ def record_in_one_statement(execution: WorkflowExecution, decision: Decision,
         "step": decision.step, "version": decision.version, "now": now,
         "execution": execution.pk, "event": event_pk, "attempt": attempt, "holder": holder,
         "status": HistoryStatus.FAILED if error is not None else HistoryStatus.COMPLETED,
-        "result": None if error is not None else _jsonb(result), "error": _jsonb(error)}
+        "result": None if error is not None else _jsonb(result), "error": _jsonb(error),
+        "wake": decision.wake_at(execution)}
     row: HistoryEvent | None = None
     sql = _SETTLE_AND_ADVANCE + _ONLY_SETTLE
     if commands:
@@ -156,6 +166,7 @@ def record_in_one_statement(execution: WorkflowExecution, decision: Decision,
     execution.step_requested = False
     execution.status = ExecutionStatus.RUNNING
     execution.updated_at = now
+    execution.wake_at = params["wake"]
     if row is None:
         return []
     row.pk = new_pk
@@ -166,6 +177,36 @@ def record_in_one_statement(execution: WorkflowExecution, decision: Decision,
                                         args=[message])])
         return []
     return [message] if row.worker_id is not None else []
+
+
+_SETTLE_COUNTED = f"""
+WITH settled AS (
+  UPDATE {_HISTORY} SET status = 'completed', result = %(result)s::jsonb, completed_at = %(now)s,
+         lease_until = NULL, observed_step = NULL
+   WHERE id = %(event)s AND status = 'scheduled' AND attempts = %(attempt)s
+     AND (%(holder)s::bigint IS NULL OR worker_id = %(holder)s OR worker_id IS NULL)
+  RETURNING execution_id
+)
+UPDATE {_EXECUTION} SET outcomes_settled = outcomes_settled + 1
+ WHERE id IN (SELECT execution_id FROM settled)
+RETURNING outcomes_settled >= wake_at"""
+
+
+def settle_counted(event_pk: int, attempt: int, holder: int | None, result: Any,
+                   now: datetime) -> tuple[bool, bool]:
+    """Record an activity's result apart from a step and count it, in one statement.
+
+    Returns:
+        ``(recorded, wakes)``: whether this call recorded it (``False``: the attempt is no
+        longer current) and whether the run should step for it (``False`` while the run holds
+        outcomes back for a ``workflow.all`` group; see ``WorkflowExecution.wake_at``).
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_SETTLE_COUNTED, {"result": _jsonb(result), "now": now,
+                                         "event": event_pk, "attempt": attempt,
+                                         "holder": holder})
+        row = cursor.fetchone()
+    return (False, False) if row is None else (True, bool(row[0]))
 
 
 _CLAIM = f"""

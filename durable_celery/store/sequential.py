@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db.models import F
 
 from .. import clock
 from ..engine import HistoryRecord
@@ -23,7 +24,7 @@ from ..models import ExecutionStatus, HistoryEvent, HistoryStatus, WorkflowExecu
 from .commands import NO_EAGER, EagerPolicy
 from .connection import with_fresh_connection
 from .decisions import Due, StepLost, record_decision
-from .fastpath import record_in_one_statement
+from .fastpath import record_in_one_statement, settle_counted, usable
 from .guard import GuardedOutcome, outcome_guard
 from .outbox import OutboxBatch
 from .steps import (
@@ -32,6 +33,7 @@ from .steps import (
     claim_step,
     decide,
     drive,
+    has_news,
     keep_runs,
     read_rows,
     run_cache,
@@ -56,7 +58,9 @@ def record_activity_outcome(message: dict[str, Any], *, holder: int | None,
     the attempt came through the broker (``delivered``: the run is read first to know). Otherwise
     — or if that fails for any reason — the outcome is recorded on its own (on a fresh
     connection if the old one died), then the step is taken here or left to the process that is
-    stepping the run.
+    stepping the run. A result the run cannot move on alone — a member of a ``workflow.all``
+    that waits for other members — is recorded and counted without a step, until the count
+    reaches the run's ``wake_at``; the step that comes then delivers every result held back.
 
     Args:
         message: The attempt's message.
@@ -76,6 +80,9 @@ def record_activity_outcome(message: dict[str, Any], *, holder: int | None,
     local = stepper is not None and can_continue_locally(message["workflow_name"])
     entry = run_cache().take(execution_pk) if local else None
     current: WorkflowExecution | None = None
+    if entry is not None and error is None and also is None and _held_back(entry, message):
+        run_cache().put(execution_pk, entry)  # it waits for other members of the group
+        entry = None
     if entry is not None and delivered:
         current = WorkflowExecution.objects.filter(pk=execution_pk).first()
         if current is None or not _can_catch_up(entry, current, message):
@@ -83,10 +90,11 @@ def record_activity_outcome(message: dict[str, Any], *, holder: int | None,
             entry = None
     if entry is not None:
         guarded = outcome_guard().watch(
-            lambda: _settle_alone(message, holder, result, error, also, request_step=False))
+            lambda: _settle_alone(message, holder, result, error, also, request_step=False)[0])
+        held_back = (current or entry.execution).wake_at > 0
         try:
-            return _step_in_memory(entry, message, holder, result, error, eager, also, guarded,
-                                   current)
+            attempts = _step_in_memory(entry, message, holder, result, error, eager, also,
+                                       guarded, current)
         except Exception as failure:  # noqa: BLE001 - whatever happened, the outcome is recorded
             logger.debug("durable_celery: in-memory step of run %s not recorded; recording "
                          "the outcome first", execution_pk, exc_info=True)
@@ -95,11 +103,25 @@ def record_activity_outcome(message: dict[str, Any], *, holder: int | None,
                 connection.close()  # the connection died: the next work opens a new one
             if not guarded.take_back():  # the guard recorded it meanwhile
                 return with_fresh_connection(lambda: _continue(execution_pk, stepper, eager))
-    recorded = with_fresh_connection(
+        else:
+            if held_back and stepper is not None and has_news(execution_pk):
+                # Outcomes held back for a group may have completed one this step did not see.
+                attempts += _continue(execution_pk, stepper, eager)
+            return attempts
+    recorded, wakes = with_fresh_connection(
         lambda: _settle_alone(message, holder, result, error, also, request_step=not local))
-    if not recorded or not local:
+    if not (recorded and wakes and local):
         return []
     return with_fresh_connection(lambda: _continue(execution_pk, stepper, eager))
+
+
+def _held_back(entry: CachedRun, message: dict[str, Any]) -> bool:
+    """Whether the run in memory (main thread only) would not move on this result alone: the
+    call is a member of a ``workflow.all`` that waits for other members. The result is then
+    recorded and counted on its own; the database says when the group may be complete."""
+    run = entry.runs.get("")
+    return (not message.get("dimension") and set(entry.runs) == {""} and run is not None
+            and run.defers(int(message["seq"])))
 
 
 def _continue(execution_pk: int, stepper: int | None,
@@ -113,19 +135,41 @@ def _continue(execution_pk: int, stepper: int | None,
 
 def _settle_alone(message: dict[str, Any], holder: int | None, result: Any,
                   error: dict[str, Any] | None, also: Callable[[], None] | None, *,
-                  request_step: bool) -> bool:
+                  request_step: bool) -> tuple[bool, bool]:
+    """Record the outcome without a step; a result is counted (``outcomes_settled``).
+
+    Returns:
+        ``(recorded, wakes)``: whether this call recorded it, and whether the run should step
+        for it (always for a failure; for a result unless the run holds it back for a group).
+        With ``request_step`` a step that is due is requested in the same transaction.
+    """
+    event_pk, attempt = int(message["event"]), int(message["attempt"])
+    now = clock.now()
+    if error is None and also is None and not request_step and usable():
+        return settle_counted(event_pk, attempt, holder, result, now)  # one statement
     with transaction.atomic():
-        recorded = HistoryEvent.objects.settle(
-            int(message["event"]), result=result, error=error, now=clock.now(),
-            attempt=int(message["attempt"]), worker_id=holder)
+        if error is None and also is None and usable():
+            recorded, wakes = settle_counted(event_pk, attempt, holder, result, now)
+        else:
+            recorded = HistoryEvent.objects.settle(event_pk, result=result, error=error,
+                                                   now=now, attempt=attempt, worker_id=holder)
+            wakes = recorded and (error is not None or _count_result(message))
         if recorded:
             if also is not None:
                 also()
-            if request_step:
+            if request_step and wakes:
                 batch = OutboxBatch()
                 batch.request_step(int(message["execution"]), message["task_queue_of_workflow"])
                 batch.commit()
-    return recorded
+    return recorded, wakes
+
+
+def _count_result(message: dict[str, Any]) -> bool:
+    """Count a result recorded apart from a step; whether the run should step for it."""
+    runs = WorkflowExecution.objects.filter(pk=int(message["execution"]))
+    runs.update(outcomes_settled=F("outcomes_settled") + 1)
+    counted = runs.values_list("outcomes_settled", "wake_at").first()
+    return counted is None or counted[0] >= counted[1]
 
 
 def _can_catch_up(entry: CachedRun, current: WorkflowExecution,

@@ -115,8 +115,9 @@ def _release(execution_pk: int, worker_id: int) -> None:
 
 
 def has_news(execution_pk: int) -> bool:
-    """Whether the run has outcomes no step has seen, or a step was asked for."""
-    unobserved = HistoryEvent.objects.unobserved().filter(execution_id=OuterRef("pk"))
+    """Whether the run has outcomes no step has seen (and does not hold back), or a step was
+    asked for."""
+    unobserved = HistoryEvent.objects.news().filter(execution_id=OuterRef("pk"))
     requested = WorkflowThread.objects.filter(execution_id=OuterRef("pk"),
                                               status=ExecutionStatus.RUNNING,
                                               step_requested=True)

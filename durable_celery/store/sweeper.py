@@ -274,7 +274,7 @@ def request_missed_steps(now: datetime | None = None, *, everything: bool = Fals
     before = now if everything else now - timedelta(
         seconds=float(durable_setting("DURABLE_STEP_REDRIVE_AFTER")))
     free = Q(execution__step_claimed_by__isnull=True) | Q(execution__step_claimed_until__lt=now)
-    pending = set(HistoryEvent.objects.unobserved().filter(
+    pending = set(HistoryEvent.objects.news().filter(
         free, completed_at__lt=before, execution__updated_at__lt=before,
         execution__status__in=ACTIVE_STATUSES)
         .values_list("execution_id", "execution__task_queue").distinct()[:1000])

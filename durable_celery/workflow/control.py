@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .. import clock
-from ..engine import WorkflowInfo, current_context, deterministic_random
+from ..engine import CallGroup, DurableCall, WorkflowInfo, current_context, deterministic_random
 from ..errors import did_interrupt
 from ._immediate import Immediate
 
@@ -95,5 +95,9 @@ async def all_(*awaitables: Awaitable[Any]) -> list[Any]:
     """Await every argument concurrently; results in argument order. Takes no position.
 
     Each durable call took its position when it was made, so the numbering is the argument order.
+    The calls form one group: an outcome that leaves other members open cannot move the code,
+    so storage may hold it until the group is complete (or a member fails) before stepping.
     """
-    return list(await asyncio.gather(*awaitables))
+    group = CallGroup()
+    return list(await asyncio.gather(*(
+        a.in_group(group) if isinstance(a, DurableCall) else a for a in awaitables)))

@@ -404,3 +404,10 @@ async def real_sleeper() -> str:
 async def real_timeout() -> str:
     future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     return await asyncio.wait_for(future, timeout=1)  # real time: refused
+
+
+@durable_workflow
+async def wide_slow(key: str, n: int, seconds: float) -> list[object]:
+    """``n`` parallel slow activities, retried by the default policy: a fan-in to kill in."""
+    acts = workflow.proxy_activities()
+    return await workflow.all(*(acts.slow(f"{key}-{i}", seconds) for i in range(n)))
