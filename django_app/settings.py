@@ -132,7 +132,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Recent Celery (5.7 here) closes the database connection before every task whatever
 # CONN_MAX_AGE says (celery/celery#9824), and a new PostgreSQL connection costs more than a
 # durable step. With this Celery closes it every 2,000 tasks only; durable_celery's tasks still
-# drop a connection that failed or outlived CONN_MAX_AGE, and health-check it before use.
+# drop a connection that failed or outlived CONN_MAX_AGE, and their first statement (a claim)
+# retries on a new connection when the database dropped the old one.
 CELERY_DB_REUSE_MAX = 1000
 # Workflow modules the workers import besides autodiscovered ``tasks.py`` files (the demo's own
 # workflows live in durable_celery/demo.py, which only the demo command imports).

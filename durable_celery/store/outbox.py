@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from django.db import transaction
@@ -31,6 +32,8 @@ logger = logging.getLogger(__name__)
 Publisher = Callable[[str, str, list[Any]], None]
 
 _publisher: Publisher | None = None
+#: Opens a scope in which the publisher sends a batch cheaply (one producer), or ``None``.
+_batch: Callable[[], AbstractContextManager[Any]] | None = None
 
 
 class _Acknowledgements(threading.local):
@@ -44,14 +47,17 @@ class _Acknowledgements(threading.local):
 _acks = _Acknowledgements()
 
 
-def set_publisher(publisher: Publisher | None) -> Publisher | None:
-    """Install the function that hands messages to the broker.
+def set_publisher(publisher: Publisher | None, *,
+                  batch: Callable[[], AbstractContextManager[Any]] | None = None,
+                  ) -> Publisher | None:
+    """Install the function that hands messages to the broker, and optionally ``batch``: a
+    scope inside which it sends several messages more cheaply.
 
     Returns:
         The publisher installed before (to put back, e.g. after a test).
     """
-    global _publisher
-    previous, _publisher = _publisher, publisher
+    global _publisher, _batch
+    previous, _publisher, _batch = _publisher, publisher, batch
     return previous
 
 
@@ -156,15 +162,17 @@ def publish_messages(messages: list[OutboxMessage]) -> int:
                        len(messages))
         return 0
     sent: list[int] = []
-    for message in messages:
-        try:
-            _publisher(message.task_name, message.queue, message.args)
-        except Exception:  # the broker is unreachable: the sweeper re-sends later
-            logger.warning("durable_celery: could not publish %s to %s; it stays in the outbox "
-                           "and the sweeper re-sends it", message.task_name, message.queue,
-                           exc_info=True)
-            break  # the broker is down: do not wait on it once per message
-        sent.append(message.pk)
+    publisher = _publisher
+    scope = _batch() if _batch is not None and len(messages) > 1 else nullcontext()
+    try:
+        with scope:
+            for message in messages:
+                publisher(message.task_name, message.queue, message.args)
+                sent.append(message.pk)
+    except Exception:  # the broker is unreachable: the sweeper re-sends later
+        logger.warning("durable_celery: could not publish %d of %d messages; they stay in the "
+                       "outbox and the sweeper re-sends them", len(messages) - len(sent),
+                       len(messages), exc_info=True)
     if sent:
         if _acks.deferred:
             _acks.pending.extend(sent)

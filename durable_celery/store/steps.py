@@ -40,6 +40,7 @@ from ..models import (
 from ..registry import find_workflow, registered_workflows
 from ..telemetry import workflow_span
 from .commands import NO_EAGER, EagerPolicy
+from .connection import with_fresh_connection
 from .decisions import Decision, Due, StepLost, count_step_failure, record_decision
 from .effects import StepEffects, StepPort
 from .fastpath import claim_step_returning, usable
@@ -173,7 +174,7 @@ def run_replay_step(execution_pk: int, worker_id: int,
     Returns:
         Attempts claimed to run in this process (eager and local activities).
     """
-    claimed = claim_step(execution_pk, worker_id)
+    claimed = with_fresh_connection(lambda: claim_step(execution_pk, worker_id))
     if claimed is None:
         return []  # another process steps it and will see whatever asked for this step
     return drive(claimed, worker_id, eager)

@@ -41,6 +41,7 @@ from ..store.activities import (
     release_for_async_completion,
     task_token,
 )
+from ..store.connection import with_fresh_connection
 from ..store.sequential import record_activity_outcome
 from ..telemetry import workflow_span
 from .worker import consumes, current_worker_id, shutting_down
@@ -98,7 +99,7 @@ def run_delivered_attempt(message: dict[str, Any], celery_task_id: str | None) -
     """
     worker_id = current_worker_id()
     summary = {"activity": message.get("activity"), "attempt": message.get("attempt")}
-    if not claim_attempt(message, worker_id, celery_task_id):
+    if not with_fresh_connection(lambda: claim_attempt(message, worker_id, celery_task_id)):
         logger.info("durable_celery: activity %s attempt %s is settled, replaced or held by "
                     "another delivery; skipped", message.get("activity"), message.get("attempt"))
         return {**summary, "outcome": "skipped"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import signals
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 
 from ..store.outbox import defer_acknowledgements, flush_acknowledgements
 from ..task_names import REPLAY_STEP_TASK, RUN_ACTIVITY_TASK
@@ -43,9 +43,12 @@ def _on_worker_shutdown(**_: Any) -> None:
 def _on_task_prerun(sender: Any = None, **_: Any) -> None:
     if getattr(sender, "name", None) in _DURABLE_TASKS:
         # Django's request lifecycle for the task: a connection kept from an earlier task
-        # (CONN_MAX_AGE, CELERY_DB_REUSE_MAX) is dropped if it failed or is too old, and
-        # checked before its first use when CONN_HEALTH_CHECKS is on.
+        # (CONN_MAX_AGE, CELERY_DB_REUSE_MAX) is dropped if it failed or is too old. It is not
+        # pinged (CONN_HEALTH_CHECKS) before use: each of these tasks starts with its claim,
+        # which retries on a new connection when the database dropped this one, so a ping
+        # would only cost a round trip per task.
         close_old_connections()
+        connection.health_check_done = True  # type: ignore[attr-defined]
         defer_acknowledgements(True)
 
 

@@ -8,6 +8,9 @@ outbox keeps the message and the sweeper sends it when the broker is back.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from celery import current_app
@@ -17,7 +20,7 @@ from ..conf import durable_setting
 from ..store.outbox import set_publisher
 from ..task_names import EMIT_MESSAGE, RUN_ACTIVITY_TASK
 
-__all__ = ["install_publisher", "publish"]
+__all__ = ["install_publisher", "one_producer", "publish"]
 
 
 def _retry_policy() -> dict[str, Any]:
@@ -47,12 +50,32 @@ def publish(task_name: str, queue: str, args: list[Any]) -> None:
         shadow = f"activity:{args[0].get('activity')}"
     message = app.amqp.create_task_message(task_id=uuid(), name=task_name, args=list(args),
                                            kwargs={}, shadow=shadow)
-    with app.producer_or_acquire() as producer:
+    held = getattr(_held, "producer", None)
+    with nullcontext(held) if held is not None else app.producer_or_acquire() as producer:
         app.amqp.send_task_message(producer, task_name, message, queue=queue,
                                    serializer="json", retry=True,
                                    retry_policy=_retry_policy())
 
 
+class _HeldProducer(threading.local):
+    producer: Any = None
+
+
+_held = _HeldProducer()
+
+
+@contextmanager
+def one_producer() -> Iterator[None]:
+    """Publish every message sent inside through one producer from the pool (a fan-out's
+    thousand messages pay for one acquisition, as a Celery ``group`` does)."""
+    with current_app.producer_or_acquire() as producer:
+        _held.producer = producer
+        try:
+            yield
+        finally:
+            _held.producer = None
+
+
 def install_publisher() -> None:
-    """Make the store's outbox send through Celery."""
-    set_publisher(publish)
+    """Make the store's outbox send through Celery (a batch through one producer)."""
+    set_publisher(publish, batch=one_producer)

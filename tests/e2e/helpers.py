@@ -43,7 +43,7 @@ def capture_publishes(*, send: bool = True,
     """
     from durable_celery.store import outbox
 
-    original = outbox._publisher
+    original, original_batch = outbox._publisher, outbox._batch
     sent: list[tuple[str, str, list[Any]]] = []
 
     def recorder(task_name: str, queue: str, args: list[Any]) -> None:
@@ -57,4 +57,4 @@ def capture_publishes(*, send: bool = True,
     try:
         yield sent
     finally:
-        outbox._publisher = original
+        outbox._publisher, outbox._batch = original, original_batch

@@ -227,9 +227,10 @@ def test_database_connections_terminated_mid_step(client, uid, start_worker):
 
 def test_connections_the_database_dropped_between_tasks_are_replaced_before_use(
         client, uid, start_worker):
-    """Workers keep their connection between tasks (CELERY_DB_REUSE_MAX, CONN_MAX_AGE). One the
-    database dropped while the worker was idle is health-checked and replaced before the next
-    task uses it: no task fails on it, no attempt needs a second try."""
+    """Workers keep their connection between tasks (CELERY_DB_REUSE_MAX, CONN_MAX_AGE) and do
+    not ping it before each task. One the database dropped while the worker was idle fails the
+    next task's claim, which retries on a new connection: no task fails on it, no attempt needs
+    a second try."""
     from django_celery_results.models import TaskResult
 
     _needs_postgres()
