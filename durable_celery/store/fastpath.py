@@ -1,14 +1,14 @@
 """The sequential path on PostgreSQL in one statement per step.
 
 On the sequential path most steps have the same shape: one activity finished, the workflow (kept
-in memory) took its next decision, and that decision is "run the next activity" or "keep
-waiting". Recording it needs four writes — settle the result, move the run to its next version,
-insert the next call, queue its message — which on PostgreSQL are one statement of chained
-data-modifying CTEs, atomic on its own (autocommit): one round trip instead of six. Each part runs
-only if the one before it did: the run must be at the version the decision was made from and
-unclaimed, and the call must still wait for this attempt's outcome. Anything else — another
-database, a decision with other effects — is recorded by
-:func:`~durable_celery.store.decisions.record_decision`.
+in memory) took its next decision, and that decision is "run the next activity", "keep waiting"
+or "return" (a run without a parent completes in the same statement). Recording it needs four
+writes — settle the result, move the run to its next version, insert the next call, queue its
+message — which on PostgreSQL are one statement of chained data-modifying CTEs, atomic on its
+own (autocommit): one round trip instead of six. Each part runs only if the one before it did:
+the run must be at the version the decision was made from and unclaimed, and the call must still
+wait for this attempt's outcome. Anything else — another database, a decision with other effects
+— is recorded by :func:`~durable_celery.store.decisions.record_decision`.
 
 Claiming a delivered attempt is one statement too, and it deletes the outbox rows this process
 published since its last statement (the acknowledgement folded into later work).
@@ -29,6 +29,7 @@ from ..models import (
     HistoryEvent,
     HistoryStatus,
     OutboxMessage,
+    Timer,
     WorkflowExecution,
     WorkflowThread,
 )
@@ -38,13 +39,15 @@ from .decisions import Decision, StepLost
 from .dispatch import activity_message, activity_queue, prepare_attempt, running_lease
 from .outbox import publish_messages, take_acknowledgements
 
-__all__ = ["claim_attempt_fast", "claim_step_returning", "record_in_one_statement",
-           "settle_counted", "usable"]
+__all__ = ["claim_attempt_fast", "claim_step_returning", "has_news_fast",
+           "record_in_one_statement",
+           "record_step_in_one_statement", "settle_counted", "usable"]
 
 _EXECUTION = WorkflowExecution._meta.db_table
 _HISTORY = HistoryEvent._meta.db_table
 _OUTBOX = OutboxMessage._meta.db_table
 _THREAD = WorkflowThread._meta.db_table
+_TIMER = Timer._meta.db_table
 
 #: A run with a hook thread running never holds outcomes back (its ``wake_at`` counts the main
 #: thread's calls only).
@@ -95,6 +98,39 @@ SELECT (SELECT count(*) FROM ex), (SELECT count(*) FROM settled), (SELECT id FRO
 _ONLY_SETTLE = """
 SELECT (SELECT count(*) FROM ex), (SELECT count(*) FROM settled), NULL, NULL"""
 
+#: The run completes on this outcome: the step is also its end (``finish_execution``'s work for
+#: a run without a parent: final fields, timers deleted, open calls cancelled, threads stopped).
+_COMPLETE = f"""
+WITH ex AS (
+  UPDATE {_EXECUTION} SET step_count = %(step)s, step_claimed_by_id = NULL,
+         step_claimed_until = NULL, step_requested = false, updated_at = %(now)s,
+         status = 'completed', step_failures = 0, wake_at = 0,
+         result = %(run_result)s::jsonb, error = NULL, completed_at = %(now)s
+   WHERE id = %(execution)s AND step_count = %(version)s AND status IN ('pending', 'running')
+     AND step_claimed_by_id IS NULL AND parent_workflow_id IS NULL
+     AND EXISTS (SELECT 1 FROM {_HISTORY} WHERE id = %(event)s AND status = 'scheduled'
+                    AND attempts = %(attempt)s
+                    AND (worker_id = %(holder)s OR worker_id IS NULL))
+  RETURNING id
+), settled AS (
+  UPDATE {_HISTORY} SET status = %(status)s, result = %(result)s::jsonb,
+         error = %(error)s::jsonb, completed_at = %(now)s, lease_until = NULL,
+         observed_step = %(step)s
+   WHERE id = %(event)s AND status = 'scheduled' AND attempts = %(attempt)s
+     AND EXISTS (SELECT 1 FROM ex)
+  RETURNING id
+), timers AS (
+  DELETE FROM {_TIMER} WHERE execution_id = %(execution)s AND EXISTS (SELECT 1 FROM ex)
+), calls AS (
+  UPDATE {_HISTORY} SET status = 'cancelled', completed_at = %(now)s, lease_until = NULL
+   WHERE execution_id = %(execution)s AND status = 'scheduled' AND id <> %(event)s
+     AND EXISTS (SELECT 1 FROM ex)
+), threads AS (
+  UPDATE {_THREAD} SET status = 'interrupted', completed_at = %(now)s
+   WHERE execution_id = %(execution)s AND status = 'running' AND EXISTS (SELECT 1 FROM ex)
+)
+SELECT (SELECT count(*) FROM ex), (SELECT count(*) FROM settled), NULL, NULL"""
+
 
 def usable() -> bool:
     """Whether the one-statement forms apply (PostgreSQL)."""
@@ -128,8 +164,11 @@ def record_in_one_statement(execution: WorkflowExecution, decision: Decision,
         return None
     item, outcome = decision.outcomes[0]
     commands = outcome.commands
-    if item.thread is not None or outcome.status != StepStatus.SUSPENDED or len(commands) > 1 \
-            or any(c.kind != "activity" for c in commands):
+    completes = outcome.status == StepStatus.COMPLETED and not commands \
+        and not outcome.cancelled and not execution.parent_workflow_id
+    if item.thread is not None or len(commands) > 1 \
+            or any(c.kind != "activity" for c in commands) \
+            or not (outcome.status == StepStatus.SUSPENDED or completes):
         return None
     event_pk, attempt, result, error, holder = settle
     now = decision.effects.now
@@ -141,7 +180,10 @@ def record_in_one_statement(execution: WorkflowExecution, decision: Decision,
         "wake": decision.wake_at(execution)}
     row: HistoryEvent | None = None
     sql = _SETTLE_AND_ADVANCE + _ONLY_SETTLE
-    if commands:
+    if completes:
+        sql = _COMPLETE
+        params["run_result"] = _jsonb(outcome.result)
+    elif commands:
         command = commands[0]
         row = HistoryEvent(execution_id=execution.pk, dimension=command.dimension,
                            seq=command.seq, kind=command.kind, name=command.name,
@@ -167,6 +209,12 @@ def record_in_one_statement(execution: WorkflowExecution, decision: Decision,
     execution.status = ExecutionStatus.RUNNING
     execution.updated_at = now
     execution.wake_at = params["wake"]
+    if completes:
+        execution.status = ExecutionStatus.COMPLETED
+        execution.result = outcome.result
+        execution.error = None
+        execution.completed_at = now
+        execution.wake_at = 0
     if row is None:
         return []
     row.pk = new_pk
@@ -209,6 +257,125 @@ def settle_counted(event_pk: int, attempt: int, holder: int | None, result: Any,
     return (False, False) if row is None else (True, bool(row[0]))
 
 
+#: A general step (this process holds the claim) that delivered outcomes and made only new
+#: activity calls: advance the run and release the claim, mark what it saw, insert the calls and
+#: queue the messages of those not claimed to run here.
+_STEP = f"""
+WITH ex AS (
+  UPDATE {_EXECUTION} SET step_count = %(step)s, step_claimed_by_id = NULL,
+         step_claimed_until = NULL, step_requested = false, updated_at = %(now)s,
+         status = 'running', step_failures = 0, wake_at = {_WAKE_AT}
+   WHERE id = %(execution)s AND step_count = %(version)s AND status IN ('pending', 'running')
+     AND step_claimed_by_id = %(claimed_by)s
+  RETURNING id
+), seen AS (
+  UPDATE {_HISTORY} SET observed_step = %(step)s
+   WHERE id = ANY(%(delivered)s::bigint[]) AND observed_step IS NULL
+     AND status IN ('completed', 'failed') AND EXISTS (SELECT 1 FROM ex)
+), ins AS (
+  INSERT INTO {_HISTORY} (execution_id, dimension, seq, kind, name, status, attempts, input,
+         result, error, observed_step, celery_task_id, worker_id, dispatched_at, started_at,
+         heartbeat_at, heartbeat_details, lease_until, created_at, completed_at)
+  SELECT %(execution)s, c.dimension, c.seq, 'activity', c.name, 'scheduled', 1, c.input::jsonb,
+         NULL, NULL, NULL, c.task_id, c.worker, c.dispatched, c.started, NULL, NULL, c.lease,
+         %(now)s, NULL
+    FROM unnest(%(dimensions)s::text[], %(seqs)s::integer[], %(names)s::text[],
+                %(inputs)s::text[], %(task_ids)s::text[], %(workers)s::bigint[],
+                %(dispatched)s::timestamptz[], %(started)s::timestamptz[],
+                %(leases)s::timestamptz[])
+         AS c(dimension, seq, name, input, task_id, worker, dispatched, started, lease)
+   WHERE EXISTS (SELECT 1 FROM ex)
+  RETURNING id, seq
+), box AS (
+  INSERT INTO {_OUTBOX} (task_name, queue, args, created_at, publish_attempts)
+  SELECT %(task)s, m.queue,
+         jsonb_build_array(m.message::jsonb || jsonb_build_object('event', ins.id)), %(now)s, 0
+    FROM ins JOIN unnest(%(sent_seqs)s::integer[], %(queues)s::text[], %(messages)s::text[])
+         AS m(seq, queue, message) ON m.seq = ins.seq
+  RETURNING id, queue, args
+)
+SELECT (SELECT count(*) FROM ex),
+       (SELECT coalesce(json_agg(json_build_array(id, seq)), '[]'::json) FROM ins),
+       (SELECT coalesce(json_agg(json_build_array(id, queue, args)), '[]'::json) FROM box)"""
+
+
+def record_step_in_one_statement(execution: WorkflowExecution, decision: Decision,
+                                 eager: EagerPolicy, claimed_by: int,
+                                 ) -> list[dict[str, Any]] | None:
+    """Record a general step of the common shape — the main thread stays suspended and made only
+    new activity calls (a first step, a fan-out, a step after held-back results) — in one
+    statement.
+
+    Returns:
+        Attempts claimed to run here, or ``None`` when the decision has another shape (record
+        it with ``record_decision``).
+
+    Raises:
+        StepLost: The run moved on, ended, or this process no longer holds its claim.
+    """
+    if not usable() or len(decision.outcomes) != 1 or decision.local_attempts \
+            or decision.effects:
+        return None
+    item, outcome = decision.outcomes[0]
+    if item.thread is not None or outcome.status != StepStatus.SUSPENDED or outcome.cancelled \
+            or any(c.kind != "activity" or c.status != HistoryStatus.SCHEDULED
+                   or c.input.get("local") for c in outcome.commands):
+        return None
+    now = decision.effects.now
+    rows, sent, claimed = [], [], []
+    eager_taken = False
+    for command in outcome.commands:
+        row = HistoryEvent(execution_id=execution.pk, dimension=command.dimension,
+                           seq=command.seq, kind=command.kind, name=command.name,
+                           input=command.input, attempts=1)
+        claim = claimer_for(execution, row, eager, eager_taken=eager_taken)
+        eager_taken = eager_taken or claim is not None
+        if prepare_attempt(execution, row, now, claim_for=claim, celery_task_id=eager.task_id):
+            sent.append(row)
+        elif claim is not None:
+            claimed.append(row)
+        rows.append(row)
+    messages = [activity_message(execution, row) for row in sent]
+    for message in messages:
+        del message["event"]
+    wake = decision.wake_at(execution)
+    with connection.cursor() as cursor:
+        cursor.execute(_STEP, {
+            "step": decision.step, "version": decision.version, "now": now,
+            "execution": execution.pk, "claimed_by": claimed_by, "wake": wake,
+            "delivered": decision.delivered,
+            "dimensions": [r.dimension for r in rows], "seqs": [r.seq for r in rows],
+            "names": [r.name for r in rows], "inputs": [json.dumps(r.input) for r in rows],
+            "task_ids": [r.celery_task_id for r in rows], "workers": [r.worker_id for r in rows],
+            "dispatched": [r.dispatched_at for r in rows],
+            "started": [r.started_at for r in rows], "leases": [r.lease_until for r in rows],
+            "task": RUN_ACTIVITY_TASK, "sent_seqs": [r.seq for r in sent],
+            "queues": [activity_queue(execution, r) for r in sent],
+            "messages": [json.dumps(m) for m in messages]})
+        advanced, inserted, boxed = cursor.fetchone()
+    if not advanced:
+        raise StepLost("another step recorded a decision first, or the run ended")
+    execution.step_count = decision.step
+    execution.step_claimed_by = None
+    execution.step_claimed_until = None
+    execution.step_requested = False
+    execution.status = ExecutionStatus.RUNNING
+    execution.updated_at = now
+    execution.step_failures = 0
+    execution.wake_at = wake
+    pks = {seq: pk for pk, seq in _decoded(inserted)}
+    for row in rows:
+        row.pk = pks[row.seq]
+    if boxed:
+        publish_messages([OutboxMessage(pk=pk, task_name=RUN_ACTIVITY_TASK, queue=queue,
+                                        args=args) for pk, queue, args in _decoded(boxed)])
+    return [activity_message(execution, row) for row in claimed]
+
+
+def _decoded(value: Any) -> list[Any]:
+    return json.loads(value) if isinstance(value, str) else list(value)
+
+
 _CLAIM = f"""
 WITH acknowledged AS (DELETE FROM {_OUTBOX} WHERE id = ANY(%(acks)s))
 UPDATE {_HISTORY} SET worker_id = %(worker)s, started_at = %(now)s,
@@ -234,17 +401,45 @@ def claim_attempt_fast(message: dict[str, Any], worker_id: int,
         return bool(cursor.rowcount)
 
 
+_NEWS = f"""
+SELECT e.step_requested
+    OR EXISTS (SELECT 1 FROM {_HISTORY} h
+                WHERE h.execution_id = e.id AND h.observed_step IS NULL
+                  AND h.status IN ('completed', 'failed')
+                  AND (h.kind <> 'activity' OR h.status <> 'completed'
+                       OR e.outcomes_settled >= e.wake_at))
+    OR EXISTS (SELECT 1 FROM {_THREAD} t
+                WHERE t.execution_id = e.id AND t.status = 'running' AND t.step_requested)
+  FROM {_EXECUTION} e
+ WHERE e.id = %(execution)s AND e.status IN ('pending', 'running')"""
+
+
+def has_news_fast(execution_pk: int) -> bool:
+    """:func:`durable_celery.store.steps.has_news` as one plain statement (PostgreSQL): a
+    correlated look at this run's rows, planned once per connection."""
+    with connection.cursor() as cursor:
+        cursor.execute(_NEWS, {"execution": execution_pk})
+        row = cursor.fetchone()
+    return bool(row and row[0])
+
+
 _CLAIM_STEP = f"""
 UPDATE {_EXECUTION} SET step_claimed_by_id = %(worker)s, step_claimed_until = %(lease)s
  WHERE id = %(execution)s AND status IN ('pending', 'running')
    AND (step_claimed_by_id IS NULL OR step_claimed_until < %(now)s)
-RETURNING *"""
+RETURNING *,
+  EXISTS (SELECT 1 FROM {_THREAD} t WHERE t.execution_id = {_EXECUTION}.id
+             AND t.status = 'running') AS durable_has_threads,
+  EXISTS (SELECT 1 FROM {_HISTORY} h
+           WHERE h.execution_id = {_EXECUTION}.id) AS durable_has_history"""
 
 
 def claim_step_returning(execution_pk: int, worker_id: int, now: datetime,
                          lease: datetime) -> WorkflowExecution | None:
     """Claim a run's step and read the run in the same statement (see
-    :func:`durable_celery.store.steps.claim_step`)."""
+    :func:`durable_celery.store.steps.claim_step`), with whether it has hook threads running
+    (``durable_has_threads``) and any history at all (``durable_has_history``), so that a step
+    does not query what is not there."""
     claimed = list(WorkflowExecution.objects.raw(_CLAIM_STEP, {
         "worker": worker_id, "lease": lease, "execution": execution_pk, "now": now}))
     return claimed[0] if claimed else None

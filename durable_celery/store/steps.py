@@ -43,7 +43,12 @@ from .commands import NO_EAGER, EagerPolicy
 from .connection import with_fresh_connection
 from .decisions import Decision, Due, StepLost, count_step_failure, record_decision
 from .effects import StepEffects, StepPort
-from .fastpath import claim_step_returning, usable
+from .fastpath import (
+    claim_step_returning,
+    has_news_fast,
+    record_step_in_one_statement,
+    usable,
+)
 from .operations_table import STEP_OPERATIONS
 
 __all__ = [
@@ -118,6 +123,8 @@ def _release(execution_pk: int, worker_id: int) -> None:
 def has_news(execution_pk: int) -> bool:
     """Whether the run has outcomes no step has seen (and does not hold back), or a step was
     asked for."""
+    if usable():
+        return has_news_fast(execution_pk)
     unobserved = HistoryEvent.objects.news().filter(execution_id=OuterRef("pk"))
     requested = WorkflowThread.objects.filter(execution_id=OuterRef("pk"),
                                               status=ExecutionStatus.RUNNING,
@@ -214,7 +221,9 @@ def _step_claimed(execution: WorkflowExecution, worker_id: int,
         if decision is None:
             _release(execution_pk, worker_id)
             return []
-        attempts = record_decision(execution, decision, eager, claimed_by=worker_id)
+        fast = record_step_in_one_statement(execution, decision, eager, worker_id)
+        attempts = fast if fast is not None else record_decision(execution, decision, eager,
+                                                                 claimed_by=worker_id)
     except StepLost:
         unrecorded(decision)
         return []
@@ -238,10 +247,14 @@ def _decide_from_snapshot(execution: WorkflowExecution,
     run to catch up on; if a thread with news is not in memory, the entry is dropped and the
     history is read whole. Returns ``None`` when no thread has anything to do.
     """
-    threads = list(WorkflowThread.objects.filter(execution_id=execution.pk,
-                                                 status=ExecutionStatus.RUNNING))
+    # What the claim found (PostgreSQL): skip reading what is not there.
+    threads = list(WorkflowThread.objects.filter(
+        execution_id=execution.pk, status=ExecutionStatus.RUNNING)) \
+        if getattr(execution, "durable_has_threads", True) else []
     behind = entry is not None and entry.version < execution.step_count
-    if entry is not None and behind:
+    if not getattr(execution, "durable_has_history", True):
+        rows: Any = []
+    elif entry is not None and behind:
         rows = HistoryEvent.objects.missed_by(
             execution.pk, entry.version, {d: run.context.counter for d, run in entry.runs.items()})
     elif entry is not None:
