@@ -54,6 +54,12 @@ class RunCache(Generic[E]):
         with self._lock:
             return self._entries.pop(key, None)
 
+    def peek(self, key: Hashable) -> E | None:
+        """The entry of ``key`` without taking it out (read it only as a hint: another thread
+        may take it meanwhile)."""
+        with self._lock:
+            return self._entries.get(key)
+
     def put(self, key: Hashable, entry: E) -> None:
         """Keep ``entry`` for ``key``, closing whatever it replaces or pushes out."""
         dropped: list[E] = []

@@ -10,6 +10,7 @@ final outcome of a call is recorded by
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,14 +30,17 @@ from ..models import (
     Timer,
     TimerKind,
     Worker,
+    WorkflowExecution,
 )
 from ..retry import RetryPolicy, exception_type_names
 from .commands import NO_EAGER, EagerPolicy
 from .dispatch import activity_message, running_lease
 from .fastpath import claim_attempt_fast, usable
 from .sequential import record_activity_outcome
+from .steps import run_cache
 
 __all__ = [
+    "ClaimedAttempt",
     "Heartbeat",
     "activity_event_for_token",
     "claim_attempt",
@@ -51,24 +55,51 @@ __all__ = [
 _TOKEN_SALT = "durable_celery.task_token"
 
 
-def claim_attempt(message: dict[str, Any], worker_id: int, celery_task_id: str | None) -> bool:
+def claim_attempt(message: dict[str, Any], worker_id: int,
+                  celery_task_id: str | None) -> ClaimedAttempt | None:
     """Claim this attempt for this process, if it is current and nobody holds it.
 
     Returns:
-        ``False`` when the call is settled, a later attempt replaced this one, or a process
-        holds it (a duplicate delivery): run nothing.
+        The claim — with the run as it stood then when this process keeps the run in memory
+        (read by the claim itself on PostgreSQL); ``None`` when the call is settled, a later
+        attempt replaced this one, or a process holds it (a duplicate delivery): run nothing.
     """
+    catch_up = _catch_up_point(message)
     if usable():
-        return claim_attempt_fast(message, worker_id, celery_task_id)
+        claimed, run = claim_attempt_fast(message, worker_id, celery_task_id, catch_up)
+        return ClaimedAttempt(run) if claimed else None
     now = clock.now()
     event = HistoryEvent(input={"start_to_close_timeout": message.get("timeout"),
                                 "heartbeat_timeout": message.get("heartbeat_timeout")})
     # A run that ended cancelled its open calls, so "scheduled" means the run is active.
-    return bool(HistoryEvent.objects.filter(
-        pk=message["event"], status=HistoryStatus.SCHEDULED, attempts=message["attempt"],
-        worker__isnull=True, started_at__isnull=True).update(
-            worker_id=worker_id, started_at=now, celery_task_id=celery_task_id,
-            heartbeat_at=None, lease_until=running_lease(event, now)))
+    if not HistoryEvent.objects.filter(
+            pk=message["event"], status=HistoryStatus.SCHEDULED, attempts=message["attempt"],
+            worker__isnull=True, started_at__isnull=True).update(
+                worker_id=worker_id, started_at=now, celery_task_id=celery_task_id,
+                heartbeat_at=None, lease_until=running_lease(event, now)):
+        return None
+    return ClaimedAttempt(WorkflowExecution.objects.filter(pk=message["execution"]).first()
+                          if catch_up is not None else None)
+
+
+@dataclass
+class ClaimedAttempt:
+    """An attempt this process claimed. ``run``: the run as it stood at the claim, read when
+    this process keeps it in memory (its result's step may then need no read of its own)."""
+
+    run: WorkflowExecution | None = None
+
+
+def _catch_up_point(message: dict[str, Any]) -> tuple[int, str, int] | None:
+    """``(step, dimension, position)`` of the thread of this call that this process keeps in
+    memory, if any: the claim reads what it would have to catch up on (when the run moved on
+    since; not for a result the run holds back for its group, which takes no step)."""
+    entry = run_cache().peek(int(message["execution"]))
+    dimension = str(message.get("dimension") or "")
+    run = entry.runs.get(dimension) if entry is not None else None
+    if entry is None or run is None or run.defers(int(message["seq"])):
+        return None
+    return entry.version, dimension, run.context.counter
 
 
 def record_attempt_failure(message: dict[str, Any], failure: AttemptFailure, *,

@@ -383,22 +383,58 @@ UPDATE {_HISTORY} SET worker_id = %(worker)s, started_at = %(now)s,
  WHERE id = %(event)s AND status = 'scheduled' AND attempts = %(attempt)s
    AND worker_id IS NULL AND started_at IS NULL"""
 
+_CLAIM_READING_RUN = f"""
+WITH acknowledged AS (DELETE FROM {_OUTBOX} WHERE id = ANY(%(acks)s)),
+claimed AS (
+  UPDATE {_HISTORY} SET worker_id = %(worker)s, started_at = %(now)s,
+         celery_task_id = %(task_id)s, heartbeat_at = NULL, lease_until = %(lease)s
+   WHERE id = %(event)s AND status = 'scheduled' AND attempts = %(attempt)s
+     AND worker_id IS NULL AND started_at IS NULL
+  RETURNING execution_id
+)
+SELECT e.*, CASE WHEN %(since)s::integer IS NULL OR e.step_count <= %(since)s THEN NULL ELSE (
+  SELECT coalesce(json_agg(json_build_array(h.id, h.seq, h.dimension, h.kind, h.name, h.status,
+                                            h.result, h.error, h.observed_step)), '[]'::json)
+    FROM {_HISTORY} h
+   WHERE h.execution_id = e.id
+     AND (h.observed_step > %(since)s
+          OR (h.observed_step IS NULL AND h.status IN ('completed', 'failed'))
+          OR (h.dimension = %(dimension)s AND h.seq > %(position)s))) END AS durable_missed
+  FROM {_EXECUTION} e JOIN claimed ON e.id = claimed.execution_id"""
 
-def claim_attempt_fast(message: dict[str, Any], worker_id: int,
-                       celery_task_id: str | None, now: datetime | None = None) -> bool:
+
+def claim_attempt_fast(message: dict[str, Any], worker_id: int, celery_task_id: str | None,
+                       catch_up: tuple[int, str, int] | None = None,
+                       now: datetime | None = None) -> tuple[bool, WorkflowExecution | None]:
     """Claim a delivered attempt (and delete the outbox rows this process published) in one
-    statement. See :func:`durable_celery.store.activities.claim_attempt`."""
+    statement. With ``catch_up`` (``(since, dimension, position)`` of the thread this process
+    keeps in memory) the statement also reads the run and, when the run moved on since, what
+    ``HistoryEvent.objects.missed_by`` would read for the thread (``durable_missed``, for
+    ``durable_missed_for``). See :func:`durable_celery.store.activities.claim_attempt`.
+
+    Returns:
+        ``(claimed, run as read)``.
+    """
     now = now or clock.now()
     lease = running_lease(HistoryEvent(input={
         "start_to_close_timeout": message.get("timeout"),
         "heartbeat_timeout": message.get("heartbeat_timeout")}), now)
-    acks = take_acknowledgements()
-    with connection.cursor() as cursor:
-        cursor.execute(_CLAIM, {"acks": acks, "worker": worker_id, "now": now,
-                                "task_id": celery_task_id, "lease": lease,
-                                "event": int(message["event"]),
-                                "attempt": int(message["attempt"])})
-        return bool(cursor.rowcount)
+    params: dict[str, Any] = {
+        "acks": take_acknowledgements(), "worker": worker_id, "now": now,
+        "task_id": celery_task_id, "lease": lease, "event": int(message["event"]),
+        "attempt": int(message["attempt"])}
+    if catch_up is None:
+        with connection.cursor() as cursor:
+            cursor.execute(_CLAIM, params)
+            return bool(cursor.rowcount), None
+    since, dimension, position = catch_up
+    claimed = list(WorkflowExecution.objects.raw(_CLAIM_READING_RUN, {
+        **params, "since": since, "dimension": dimension, "position": position}))
+    if not claimed:
+        return False, None
+    run = claimed[0]
+    run.durable_missed_for = catch_up  # type: ignore[attr-defined]
+    return True, run
 
 
 _NEWS = f"""

@@ -76,8 +76,7 @@ def take_acknowledgements() -> list[int]:
 def flush_acknowledgements() -> int:
     """Delete the outbox rows this thread published and still holds as pending."""
     pending, _acks.pending = _acks.pending, []
-    if pending:
-        OutboxMessage.objects.filter(pk__in=pending).delete()
+    OutboxMessage.objects.acknowledge(pending)
     return len(pending)
 
 
@@ -112,7 +111,7 @@ class OutboxBatch:
         """
         if _acks.pending:
             acknowledged = list(_acks.pending)
-            OutboxMessage.objects.filter(pk__in=acknowledged).delete()
+            OutboxMessage.objects.acknowledge(acknowledged)
             transaction.on_commit(lambda: _forget(acknowledged))
         if not self.messages:
             return
@@ -177,5 +176,5 @@ def publish_messages(messages: list[OutboxMessage]) -> int:
         if _acks.deferred:
             _acks.pending.extend(sent)
         else:
-            OutboxMessage.objects.filter(pk__in=sent).delete()
+            OutboxMessage.objects.acknowledge(sent)
     return len(sent)

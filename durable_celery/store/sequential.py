@@ -50,7 +50,9 @@ def record_activity_outcome(message: dict[str, Any], *, holder: int | None,
                             error: dict[str, Any] | None = None,
                             eager: EagerPolicy = NO_EAGER,
                             also: Callable[[], None] | None = None,
-                            delivered: bool = False) -> list[dict[str, Any]]:
+                            delivered: bool = False,
+                            run_as_claimed: WorkflowExecution | None = None,
+                            ) -> list[dict[str, Any]]:
     """Record the final outcome of an activity call and take the run's next step.
 
     When this process holds the run in memory, the outcome and the next decision are recorded
@@ -72,6 +74,8 @@ def record_activity_outcome(message: dict[str, Any], *, holder: int | None,
         also: More writes for the transaction that records the outcome.
         delivered: The attempt came through the broker, so other processes may have stepped
             the run since this one did (an attempt this process's own step claimed did not).
+        run_as_claimed: The run as the attempt's claim read it moments ago: taken as the run
+            the database holds instead of reading it again.
 
     Returns:
         Attempts claimed to run in this process next.
@@ -84,7 +88,7 @@ def record_activity_outcome(message: dict[str, Any], *, holder: int | None,
         run_cache().put(execution_pk, entry)  # it waits for other members of the group
         entry = None
     if entry is not None and delivered:
-        current = WorkflowExecution.objects.filter(pk=execution_pk).first()
+        current = run_as_claimed or WorkflowExecution.objects.filter(pk=execution_pk).first()
         if current is None or not _can_catch_up(entry, current, message):
             run_cache().put(execution_pk, entry)  # the general path below steps it
             entry = None
@@ -211,7 +215,7 @@ def _step_in_memory(entry: CachedRun, message: dict[str, Any], holder: int | Non
     outcome_value = None if error is not None else result
     execution.step_requested = False
     if behind:
-        missed, delivered = _missed_steps(execution.pk, entry.version, dimension,
+        missed, delivered = _missed_steps(execution, entry.version, dimension,
                                           run.context.counter, int(message["event"]))
         missed.append(HistoryRecord(seq, dimension, "activity", message["activity"], status,
                                     outcome_value, error, None))
@@ -239,11 +243,15 @@ def _step_in_memory(entry: CachedRun, message: dict[str, Any], holder: int | Non
     return attempts
 
 
-def _missed_steps(execution_pk: int, since: int, dimension: str, position: int,
+def _missed_steps(current: WorkflowExecution, since: int, dimension: str, position: int,
                   settling: int) -> tuple[list[HistoryRecord], list[int]]:
     """What a thread kept in memory at step ``since`` (at ``position``) missed, and the rows of
     its outcomes no step has seen that this step delivers (besides ``settling``, the outcome
-    being recorded)."""
-    read = read_rows(HistoryEvent.objects.missed_by(execution_pk, since, {dimension: position}),
-                     skip=settling)
+    being recorded) — as the attempt's claim read them with ``current``, when it read them for
+    this point, or read now."""
+    if getattr(current, "durable_missed_for", None) == (since, dimension, position):
+        rows = getattr(current, "durable_missed", None) or []
+    else:
+        rows = HistoryEvent.objects.missed_by(current.pk, since, {dimension: position})
+    read = read_rows(rows, skip=settling)
     return read.by_dimension.get(dimension, []), read.delivered.get(dimension, [])

@@ -29,7 +29,7 @@ from ..errors import (
     describe_error,
     safe_str,
 )
-from ..models import AttemptOutcome
+from ..models import AttemptOutcome, WorkflowExecution
 from ..payloads import decode_args, encode
 from ..registry import ActivityDefinition, find_activity
 from ..retry import exception_type_names
@@ -49,6 +49,10 @@ from .worker import consumes, current_worker_id, shutting_down
 __all__ = ["AttemptFailed", "EagerBudget", "run_claimed_attempts", "run_delivered_attempt"]
 
 logger = logging.getLogger(__name__)
+
+#: Seconds for which the run as the attempt's claim read it is taken as current when the result
+#: is recorded (a longer activity reads it again; either way the step's version check decides).
+CLAIMED_RUN_FRESH_FOR = 0.5
 
 
 class EagerBudget:
@@ -99,12 +103,13 @@ def run_delivered_attempt(message: dict[str, Any], celery_task_id: str | None) -
     """
     worker_id = current_worker_id()
     summary = {"activity": message.get("activity"), "attempt": message.get("attempt")}
-    if not with_fresh_connection(lambda: claim_attempt(message, worker_id, celery_task_id)):
+    claim = with_fresh_connection(lambda: claim_attempt(message, worker_id, celery_task_id))
+    if claim is None:
         logger.info("durable_celery: activity %s attempt %s is settled, replaced or held by "
                     "another delivery; skipped", message.get("activity"), message.get("attempt"))
         return {**summary, "outcome": "skipped"}
     budget = EagerBudget(worker_id, celery_task_id)
-    outcome, error, claimed = _run_one(message, worker_id, budget, celery_task_id)
+    outcome, error, claimed = _run_one(message, worker_id, budget, celery_task_id, claim.run)
     run_claimed_attempts(claimed, worker_id, budget)
     if error is not None and outcome in ("retry", "failed"):
         raise AttemptFailed(error)
@@ -121,8 +126,10 @@ def run_claimed_attempts(messages: list[dict[str, Any]], worker_id: int,
 
 
 def _run_one(message: dict[str, Any], worker_id: int, budget: EagerBudget,
-             celery_task_id: str | None) -> tuple[str, BaseException | None,
-                                                 list[dict[str, Any]]]:
+             celery_task_id: str | None, run: WorkflowExecution | None = None,
+             ) -> tuple[str, BaseException | None, list[dict[str, Any]]]:
+    """Run one claimed attempt and record its outcome (``run``: the run as the claim of a
+    delivered attempt read it)."""
     started = time.monotonic()
     try:
         definition = find_activity(message["activity"], message.get("task_queue"))
@@ -140,9 +147,10 @@ def _run_one(message: dict[str, Any], worker_id: int, budget: EagerBudget,
         return _failed(message, error, worker_id, budget, celery_task_id, started)
     except Exception as error:  # every failure is recorded; the policy decides what follows
         return _failed(message, error, worker_id, budget, celery_task_id, started)
+    fresh = run if time.monotonic() - started < CLAIMED_RUN_FRESH_FOR else None
     claimed = record_activity_outcome(message, holder=worker_id, stepper=worker_id,
                                       result=value, eager=budget,
-                                      delivered=celery_task_id is not None)
+                                      delivered=celery_task_id is not None, run_as_claimed=fresh)
     return "completed", None, claimed
 
 
