@@ -4,8 +4,8 @@ A message is an :class:`~durable_celery.models.OutboxMessage` row written in the
 decided it; after commit it is published, and the row is deleted once the broker took it. That
 deletion (the acknowledgement) costs a statement, so in worker processes it is folded into later
 work: the next outbox batch this process commits deletes the rows acknowledged so far in the same
-transaction, and anything still pending is deleted when the task ends
-(:func:`flush_acknowledgements`). A row that is never acknowledged — the broker was down, the
+transaction, and anything still pending when the task ends is left to the next claim of the
+process (:func:`park_acknowledgements`). A row that is never acknowledged — the broker was down, the
 process died — is re-sent by the sweeper after ``DURABLE_OUTBOX_REPUBLISH_AFTER``; duplicates are
 harmless (every message is absorbed by the history).
 """
@@ -14,17 +14,19 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from ..models import OutboxMessage
 from ..task_names import REPLAY_STEP_TASK, RUN_ACTIVITY_TASK
 
-__all__ = ["OutboxBatch", "Publisher", "defer_acknowledgements", "flush_acknowledgements",
-           "publish_messages", "request_step_now", "set_publisher", "take_acknowledgements"]
+__all__ = ["ACK_IDLE_FLUSH", "OutboxBatch", "Publisher", "defer_acknowledgements",
+           "flush_acknowledgements", "park_acknowledgements", "publish_messages",
+           "request_step_now", "set_publisher", "take_acknowledgements"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,11 +68,32 @@ def defer_acknowledgements(deferred: bool) -> None:
     _acks.deferred = deferred
 
 
+#: Seconds acknowledgements a finished task left behind wait for the next claim in their
+#: process before a thread of their own deletes them.
+ACK_IDLE_FLUSH = 1.0
+
+
+class _Parked:
+    """Acknowledgements finished tasks of this process left for its next claim."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pks: list[int] = []
+        self.since = 0.0
+        self.wake = threading.Event()
+        self.thread: threading.Thread | None = None
+
+
+_parked = _Parked()
+
+
 def take_acknowledgements() -> list[int]:
-    """Hand over the rows this thread published and has not deleted (the caller deletes them
-    in its next statement)."""
+    """Hand over the rows this thread published and has not deleted, and those finished tasks
+    of this process left (the caller deletes them in its next statement)."""
     pending, _acks.pending = _acks.pending, []
-    return pending
+    with _parked.lock:
+        parked, _parked.pks = _parked.pks, []
+    return pending + parked
 
 
 def flush_acknowledgements() -> int:
@@ -78,6 +101,53 @@ def flush_acknowledgements() -> int:
     pending, _acks.pending = _acks.pending, []
     OutboxMessage.objects.acknowledge(pending)
     return len(pending)
+
+
+def park_acknowledgements() -> None:
+    """A worker task ends: leave the rows it still holds to the next claim of this process,
+    which deletes them in its own statement (PostgreSQL), so a task that published costs no
+    statement of its own for them. If no claim comes within :data:`ACK_IDLE_FLUSH` seconds,
+    a thread deletes them; a row whose deletion is lost is re-sent by the sweeper, harmlessly.
+    Elsewhere (SQLite) they are deleted now."""
+    if connection.vendor != "postgresql":
+        flush_acknowledgements()
+        return
+    pending, _acks.pending = _acks.pending, []
+    if not pending:
+        return
+    with _parked.lock:
+        if not _parked.pks:
+            _parked.since = time.monotonic()
+        _parked.pks.extend(pending)
+        thread = _parked.thread
+        if thread is None or not thread.is_alive():
+            thread = _parked.thread = threading.Thread(
+                target=_flush_when_idle, name="durable-ack-flush", daemon=True)
+            thread.start()
+    _parked.wake.set()
+
+
+def _flush_when_idle() -> None:
+    while True:
+        _parked.wake.wait()
+        with _parked.lock:
+            if not _parked.pks:
+                _parked.wake.clear()
+                continue
+            wait = _parked.since + ACK_IDLE_FLUSH - time.monotonic()
+            due: list[int] = []
+            if wait <= 0:
+                due, _parked.pks = _parked.pks, []
+        if not due:
+            time.sleep(wait)
+            continue
+        try:
+            OutboxMessage.objects.acknowledge(due)
+        except Exception:  # noqa: BLE001 - the sweeper re-sends what stays; nothing is lost
+            logger.debug("durable_celery: could not delete %d acknowledged outbox rows",
+                         len(due), exc_info=True)
+        finally:
+            connection.close()
 
 
 class OutboxBatch:

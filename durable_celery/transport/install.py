@@ -7,7 +7,7 @@ from typing import Any
 from celery import signals
 from django.db import close_old_connections, connection
 
-from ..store.outbox import defer_acknowledgements, flush_acknowledgements
+from ..store.outbox import defer_acknowledgements, park_acknowledgements
 from ..task_names import REPLAY_STEP_TASK, RUN_ACTIVITY_TASK
 from .filesystem import install_filesystem_transport
 from .publish import install_publisher
@@ -55,7 +55,7 @@ def _on_task_prerun(sender: Any = None, **_: Any) -> None:
 def _on_task_postrun(sender: Any = None, **_: Any) -> None:
     if getattr(sender, "name", None) in _DURABLE_TASKS:
         defer_acknowledgements(False)
-        flush_acknowledgements()
+        park_acknowledgements()
 
 
 def install() -> None:

@@ -256,3 +256,42 @@ def test_start_to_close_timeout_counts_from_start_not_from_scheduling(client, ui
     assert handle.result(timeout=45) == ["slept 0.4"] * n
     assert [count(f"{uid}-{i}-started") for i in range(n)] == [1] * n
     assert [h["attempts"] for h in handle.history()] == [1] * n
+
+
+def test_acknowledgements_a_task_leaves_go_with_the_next_claim_or_after_a_second(client, uid):
+    """A worker task that published leaves the outbox rows of its messages to the next claim
+    of its process (PostgreSQL: deleted in the claim's own statement), and when no claim comes,
+    a thread deletes them after ``ACK_IDLE_FLUSH`` seconds. SQLite deletes them at once."""
+    from django.db import connection
+
+    from durable_celery.models import OutboxMessage
+    from durable_celery.store import outbox
+    from durable_celery.store.steps import run_replay_step
+    from durable_celery.transport.worker import current_worker_id
+
+    def rows() -> set[int]:
+        return {m.pk for m in OutboxMessage.objects.filter(task_name=RUN_ACTIVITY)
+                if m.args[0].get("workflow_id", "").endswith(uid)}
+
+    handles = [client.start(wf.hello, f"a{i}", workflow_id=f"ack{i}-{uid}",
+                            task_queue=f"idle-{uid}") for i in range(2)]
+    for handle in handles:
+        outbox.defer_acknowledgements(True)  # as a worker task does
+        try:
+            with capture_publishes(send=False):
+                run_replay_step(_execution(handle.workflow_id).pk, current_worker_id())
+        finally:
+            outbox.defer_acknowledgements(False)
+        assert len(rows()) == 1, "the published message's row is held until later work"
+        outbox.park_acknowledgements()
+        if connection.vendor != "postgresql":
+            assert rows() == set()
+            continue
+        if handle is handles[0]:
+            assert len(rows()) == 1
+            taken = outbox.take_acknowledgements()  # what the next claim deletes
+            assert rows() <= set(taken)
+            OutboxMessage.objects.acknowledge(taken)
+        else:
+            wait_until(lambda: not rows(), timeout=10, what="the idle flush")
+    assert rows() == set()
