@@ -51,7 +51,8 @@ class GuardedOutcome:
 class OutcomeGuard(threading.Thread):
     """The thread recording results whose step takes longer than the guard's delay.
 
-    It wakes at most twice per delay while results wait, and sleeps while none does.
+    It wakes at most twice per delay while results wait, and sleeps while none does; a result
+    recorded in the meantime does not wake it (only the first one after it slept does).
     """
 
     def __init__(self) -> None:
@@ -59,6 +60,8 @@ class OutcomeGuard(threading.Thread):
         self._waiting: dict[int, GuardedOutcome] = {}
         self._order = itertools.count()
         self._wakeup = threading.Condition()
+        #: Waiting for a first result (not ticking): only then does a new result wake it.
+        self._sleeping = False
 
     def watch(self, record: Callable[[], bool]) -> GuardedOutcome:
         """Record the result with ``record`` unless the step takes it back within the delay."""
@@ -66,7 +69,7 @@ class OutcomeGuard(threading.Thread):
         guarded = GuardedOutcome(record, time.monotonic() + delay)
         with self._wakeup:
             self._waiting[next(self._order)] = guarded
-            if len(self._waiting) == 1:
+            if self._sleeping:
                 self._wakeup.notify()
         return guarded
 
@@ -75,8 +78,10 @@ class OutcomeGuard(threading.Thread):
         while True:
             with self._wakeup:
                 while not self._waiting:
+                    self._sleeping = True
                     self._wakeup.wait()
-                self._wakeup.wait(delay / 2)
+                self._sleeping = False
+                self._wakeup.wait(delay / 2)  # a tick: results that come meanwhile wake nobody
                 now = time.monotonic()
                 due = [key for key, g in self._waiting.items()
                        if g.taken_back or g.deadline <= now]

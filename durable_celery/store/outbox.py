@@ -124,6 +124,8 @@ def park_acknowledgements() -> None:
             thread = _parked.thread = threading.Thread(
                 target=_flush_when_idle, name="durable-ack-flush", daemon=True)
             thread.start()
+        if _parked.wake.is_set():
+            return  # the thread is already counting down: no need to wake it
     _parked.wake.set()
 
 
