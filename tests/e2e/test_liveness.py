@@ -181,9 +181,12 @@ def _pending_outbox(handles) -> int:
     from durable_celery.models import OutboxMessage
 
     pks = {_pk(h) for h in handles}
-    return sum(1 for m in OutboxMessage.objects.all()
-               if (m.args and m.args[0] in pks)
-               or (m.args and isinstance(m.args[0], dict) and m.args[0].get("execution") in pks))
+
+    def run_of(args: list) -> object:
+        first = args[0] if args else None
+        return first.get("execution") if isinstance(first, dict) else first
+
+    return sum(1 for m in OutboxMessage.objects.all() if run_of(m.args) in pks)
 
 
 def _terminate_other_connections() -> int:
