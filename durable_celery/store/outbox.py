@@ -25,7 +25,8 @@ from ..models import OutboxMessage
 from ..task_names import REPLAY_STEP_TASK, RUN_ACTIVITY_TASK
 
 __all__ = ["ACK_IDLE_FLUSH", "OutboxBatch", "Publisher", "defer_acknowledgements",
-           "flush_acknowledgements", "park_acknowledgements", "publish_messages",
+           "flush_acknowledgements", "flush_parked_acknowledgements", "park_acknowledgements",
+           "publish_messages",
            "request_step_now", "set_publisher", "take_acknowledgements"]
 
 logger = logging.getLogger(__name__)
@@ -101,6 +102,13 @@ def flush_acknowledgements() -> int:
     pending, _acks.pending = _acks.pending, []
     OutboxMessage.objects.acknowledge(pending)
     return len(pending)
+
+
+def flush_parked_acknowledgements() -> int:
+    """Delete what finished tasks of this process left for its next claim (the process ends)."""
+    parked = take_acknowledgements()
+    OutboxMessage.objects.acknowledge(parked)
+    return len(parked)
 
 
 def park_acknowledgements() -> None:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import signals
 from django.db import close_old_connections, connection
 
-from ..store.outbox import defer_acknowledgements, park_acknowledgements
+from ..store.outbox import (
+    defer_acknowledgements,
+    flush_parked_acknowledgements,
+    park_acknowledgements,
+)
 from ..task_names import REPLAY_STEP_TASK, RUN_ACTIVITY_TASK
 from .filesystem import install_filesystem_transport
 from .publish import install_publisher
@@ -19,6 +24,8 @@ from .worker import (
 )
 
 __all__ = ["install"]
+
+logger = logging.getLogger(__name__)
 
 _DURABLE_TASKS = frozenset({REPLAY_STEP_TASK, RUN_ACTIVITY_TASK})
 _installed = False
@@ -58,6 +65,13 @@ def _on_task_postrun(sender: Any = None, **_: Any) -> None:
         park_acknowledgements()
 
 
+def _on_worker_process_shutdown(**_: Any) -> None:
+    try:
+        flush_parked_acknowledgements()
+    except Exception:  # noqa: BLE001 - the sweeper re-sends what stays; nothing is lost
+        logger.debug("durable_celery: acknowledgements left at process exit", exc_info=True)
+
+
 def install() -> None:
     """Install the outbox publisher and the ``filesystem://`` transport, and connect the worker
     signals: registry and runtime thread, shutdown, and acknowledgement folding."""
@@ -73,3 +87,4 @@ def install() -> None:
     signals.worker_shutdown.connect(_on_worker_shutdown, weak=False)
     signals.task_prerun.connect(_on_task_prerun, weak=False)
     signals.task_postrun.connect(_on_task_postrun, weak=False)
+    signals.worker_process_shutdown.connect(_on_worker_process_shutdown, weak=False)
