@@ -242,13 +242,15 @@ def publish_messages(messages: list[OutboxMessage]) -> int:
         return 0
     sent: list[int] = []
     publisher = _publisher
-    scope = _batch() if _batch is not None and len(messages) > 1 else nullcontext()
+    batched = _batch is not None and len(messages) > 1
     try:
-        with scope:
+        with _batch() if _batch is not None and batched else nullcontext():
             for message in messages:
                 publisher(message.task_name, message.queue, message.args)
                 sent.append(message.pk)
     except Exception:  # the broker is unreachable: the sweeper re-sends later
+        if batched:
+            sent = []  # a batch may have buffered them: none is known to be sent
         logger.warning("durable_celery: could not publish %d of %d messages; they stay in the "
                        "outbox and the sweeper re-sends them", len(messages) - len(sent),
                        len(messages), exc_info=True)
