@@ -296,7 +296,17 @@ WITH ex AS (
 )
 SELECT (SELECT count(*) FROM ex),
        (SELECT coalesce(json_agg(json_build_array(id, seq)), '[]'::json) FROM ins),
-       (SELECT coalesce(json_agg(json_build_array(id, queue, args)), '[]'::json) FROM box)"""
+       (SELECT coalesce(json_agg(json_build_array(id, queue, args)), '[]'::json) FROM box),
+       EXISTS (SELECT 1 FROM {_HISTORY} h
+                WHERE h.execution_id = %(execution)s AND h.observed_step IS NULL
+                  AND h.status IN ('completed', 'failed')
+                  AND NOT (h.id = ANY(%(delivered)s::bigint[]))
+                  AND (h.kind <> 'activity' OR h.status <> 'completed'
+                       OR (SELECT outcomes_settled FROM {_EXECUTION}
+                            WHERE id = %(execution)s) >= {_WAKE_AT}))
+       OR EXISTS (SELECT 1 FROM {_THREAD} t
+                   WHERE t.execution_id = %(execution)s AND t.status = 'running'
+                     AND t.step_requested)"""
 
 
 def record_step_in_one_statement(execution: WorkflowExecution, decision: Decision,
@@ -352,9 +362,13 @@ def record_step_in_one_statement(execution: WorkflowExecution, decision: Decisio
             "task": RUN_ACTIVITY_TASK, "sent_seqs": [r.seq for r in sent],
             "queues": [activity_queue(execution, r) for r in sent],
             "messages": [json.dumps(m) for m in messages]})
-        advanced, inserted, boxed = cursor.fetchone()
+        advanced, inserted, boxed, news = cursor.fetchone()
     if not advanced:
         raise StepLost("another step recorded a decision first, or the run ended")
+    # What "look for news" would find now: outcomes recorded before this statement that it did
+    # not deliver (one recorded after it finds the claim released, or a wake_at that counts it,
+    # and steps the run itself), or a hook thread asking for a step.
+    execution.durable_news = bool(news)  # type: ignore[attr-defined]
     execution.step_count = decision.step
     execution.step_claimed_by = None
     execution.step_claimed_until = None

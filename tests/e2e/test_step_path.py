@@ -215,3 +215,29 @@ def test_activity_failed_from_elsewhere_is_retried_by_its_policy(client, uid):
     assert handle.result(timeout=30) == "second time lucky"
     (failed,) = ActivityAttempt.objects.filter(event__execution__workflow_id=handle.workflow_id)
     assert failed.error["message"] == "the remote side said no"
+
+
+def test_a_one_activity_workflow_costs_the_worker_three_statements_on_postgresql(
+        client, uid, monkeypatch):
+    """Start to end in the worker, on PostgreSQL: the step's claim (which also says there are no
+    hook threads and no history to read), the first step recorded with its activity claimed for
+    this process (it also looks for news), and the result recorded with the run's completion.
+    Elsewhere the same work is a few transactions; the result is the same."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from durable_celery.store.steps import run_replay_step
+    from durable_celery.transport import activities
+    from durable_celery.transport.activities import EagerBudget, run_claimed_attempts
+    from durable_celery.transport.worker import current_worker_id
+
+    handle = client.start(lw.lv_sequence, 1, workflow_id=f"three-{uid}", task_queue=f"i-{uid}")
+    worker, pk = current_worker_id(), _pk(handle)
+    monkeypatch.setattr(activities, "consumes", lambda queue: True)  # as the worker it stands for
+    budget = EagerBudget(worker, f"task-{uid}")
+    with capture_publishes(send=False) as sent, CaptureQueriesContext(connection) as queries:
+        run_claimed_attempts(run_replay_step(pk, worker, budget), worker, budget)
+    assert handle.result(timeout=5) == 1
+    assert sent == []  # the activity ran here: no message, no outbox row
+    if connection.vendor == "postgresql":
+        assert len(queries) == 3, [q["sql"][:80] for q in queries]
