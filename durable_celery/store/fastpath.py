@@ -55,13 +55,16 @@ _WAKE_AT = f"""CASE WHEN %(wake)s > 0 AND NOT EXISTS (
     SELECT 1 FROM {_THREAD} WHERE execution_id = %(execution)s AND status = 'running')
   THEN %(wake)s ELSE 0 END"""
 
-_SETTLE_AND_ADVANCE = f"""
+def _settle_and_advance(run_fields: str, condition: str = "") -> str:
+    """The first two parts of a sequential step: move the run (unclaimed, at the version the
+    decision was made from) to its next version with ``run_fields``, then settle the result."""
+    return f"""
 WITH ex AS (
   UPDATE {_EXECUTION} SET step_count = %(step)s, step_claimed_by_id = NULL,
          step_claimed_until = NULL, step_requested = false, updated_at = %(now)s,
-         status = 'running', step_failures = 0, wake_at = {_WAKE_AT}
+         step_failures = 0, {run_fields}
    WHERE id = %(execution)s AND step_count = %(version)s AND status IN ('pending', 'running')
-     AND step_claimed_by_id IS NULL
+     AND step_claimed_by_id IS NULL{condition}
      AND EXISTS (SELECT 1 FROM {_HISTORY} WHERE id = %(event)s AND status = 'scheduled'
                     AND attempts = %(attempt)s
                     AND (worker_id = %(holder)s OR worker_id IS NULL))
@@ -74,6 +77,9 @@ WITH ex AS (
      AND EXISTS (SELECT 1 FROM ex)
   RETURNING id
 )"""
+
+
+_SETTLE_AND_ADVANCE = _settle_and_advance(f"status = 'running', wake_at = {_WAKE_AT}")
 
 _NEXT_CALL = f""", ins AS (
   INSERT INTO {_HISTORY} (execution_id, dimension, seq, kind, name, status, attempts, input,
@@ -100,26 +106,9 @@ SELECT (SELECT count(*) FROM ex), (SELECT count(*) FROM settled), NULL, NULL"""
 
 #: The run completes on this outcome: the step is also its end (``finish_execution``'s work for
 #: a run without a parent: final fields, timers deleted, open calls cancelled, threads stopped).
-_COMPLETE = f"""
-WITH ex AS (
-  UPDATE {_EXECUTION} SET step_count = %(step)s, step_claimed_by_id = NULL,
-         step_claimed_until = NULL, step_requested = false, updated_at = %(now)s,
-         status = 'completed', step_failures = 0, wake_at = 0,
-         result = %(run_result)s::jsonb, error = NULL, completed_at = %(now)s
-   WHERE id = %(execution)s AND step_count = %(version)s AND status IN ('pending', 'running')
-     AND step_claimed_by_id IS NULL AND parent_workflow_id IS NULL
-     AND EXISTS (SELECT 1 FROM {_HISTORY} WHERE id = %(event)s AND status = 'scheduled'
-                    AND attempts = %(attempt)s
-                    AND (worker_id = %(holder)s OR worker_id IS NULL))
-  RETURNING id
-), settled AS (
-  UPDATE {_HISTORY} SET status = %(status)s, result = %(result)s::jsonb,
-         error = %(error)s::jsonb, completed_at = %(now)s, lease_until = NULL,
-         observed_step = %(step)s
-   WHERE id = %(event)s AND status = 'scheduled' AND attempts = %(attempt)s
-     AND EXISTS (SELECT 1 FROM ex)
-  RETURNING id
-), timers AS (
+_COMPLETE = _settle_and_advance(
+    "status = 'completed', wake_at = 0, result = %(run_result)s::jsonb, error = NULL, "
+    "completed_at = %(now)s", " AND parent_workflow_id IS NULL") + f""", timers AS (
   DELETE FROM {_TIMER} WHERE execution_id = %(execution)s AND EXISTS (SELECT 1 FROM ex)
 ), calls AS (
   UPDATE {_HISTORY} SET status = 'cancelled', completed_at = %(now)s, lease_until = NULL
