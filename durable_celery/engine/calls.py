@@ -58,10 +58,15 @@ class CallGroup:
 
     members: list[DurableCall] = field(default_factory=list)
 
-    def waiting(self) -> int:
-        """Activity members still waiting for an outcome."""
-        return sum(1 for call in self.members
-                   if call.kind == "activity" and not call.future.done())
+    def waiting(self, enough: int | None = None) -> int:
+        """Activity members still waiting for an outcome (counting stops at ``enough``)."""
+        count = 0
+        for call in self.members:
+            if call.kind == "activity" and not call.future.done():
+                count += 1
+                if count == enough:
+                    break
+        return count
 
 
 #: The group of a call handed to more than one ``workflow.all``.
@@ -97,4 +102,4 @@ def defers(call: DurableCall) -> bool:
     """Whether the outcome of this open call alone cannot move the code: it is awaited only by
     its ``workflow.all``, which still waits for other activity calls."""
     group = _only_in_group(call)
-    return not call.future.done() and group is not None and group.waiting() > 1
+    return not call.future.done() and group is not None and group.waiting(enough=2) > 1

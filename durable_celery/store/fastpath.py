@@ -55,6 +55,19 @@ _WAKE_AT = f"""CASE WHEN %(wake)s > 0 AND NOT EXISTS (
     SELECT 1 FROM {_THREAD} WHERE execution_id = %(execution)s AND status = 'running')
   THEN %(wake)s ELSE 0 END"""
 
+def _news(run: str, settled: str, wake_at: str, skip: str = "") -> str:
+    """The "look for news" predicate of ``HistoryEvent.objects.news()`` plus hook threads
+    asking for a step, for the run whose id is the SQL ``run``: ``settled``/``wake_at`` are the
+    SQL of its ``outcomes_settled`` and ``wake_at``; ``skip`` leaves out rows (SQL condition)."""
+    return f"""EXISTS (SELECT 1 FROM {_HISTORY} h
+                WHERE h.execution_id = {run} AND h.observed_step IS NULL
+                  AND h.status IN ('completed', 'failed'){skip}
+                  AND (h.kind <> 'activity' OR h.status <> 'completed'
+                       OR {settled} >= {wake_at}))
+    OR EXISTS (SELECT 1 FROM {_THREAD} t
+                WHERE t.execution_id = {run} AND t.status = 'running' AND t.step_requested)"""
+
+
 def _settle_and_advance(run_fields: str, condition: str = "") -> str:
     """The first two parts of a sequential step: move the run (unclaimed, at the version the
     decision was made from) to its next version with ``run_fields``, then settle the result."""
@@ -286,16 +299,9 @@ WITH ex AS (
 SELECT (SELECT count(*) FROM ex),
        (SELECT coalesce(json_agg(json_build_array(id, seq)), '[]'::json) FROM ins),
        (SELECT coalesce(json_agg(json_build_array(id, queue, args)), '[]'::json) FROM box),
-       EXISTS (SELECT 1 FROM {_HISTORY} h
-                WHERE h.execution_id = %(execution)s AND h.observed_step IS NULL
-                  AND h.status IN ('completed', 'failed')
-                  AND NOT (h.id = ANY(%(delivered)s::bigint[]))
-                  AND (h.kind <> 'activity' OR h.status <> 'completed'
-                       OR (SELECT outcomes_settled FROM {_EXECUTION}
-                            WHERE id = %(execution)s) >= {_WAKE_AT}))
-       OR EXISTS (SELECT 1 FROM {_THREAD} t
-                   WHERE t.execution_id = %(execution)s AND t.status = 'running'
-                     AND t.step_requested)"""
+       {_news("%(execution)s",
+              f"(SELECT outcomes_settled FROM {_EXECUTION} WHERE id = %(execution)s)",
+              _WAKE_AT, " AND NOT (h.id = ANY(%(delivered)s::bigint[]))")}"""
 
 
 def record_step_in_one_statement(execution: WorkflowExecution, decision: Decision,
@@ -441,14 +447,7 @@ def claim_attempt_fast(message: dict[str, Any], worker_id: int, celery_task_id: 
 
 
 _NEWS = f"""
-SELECT e.step_requested
-    OR EXISTS (SELECT 1 FROM {_HISTORY} h
-                WHERE h.execution_id = e.id AND h.observed_step IS NULL
-                  AND h.status IN ('completed', 'failed')
-                  AND (h.kind <> 'activity' OR h.status <> 'completed'
-                       OR e.outcomes_settled >= e.wake_at))
-    OR EXISTS (SELECT 1 FROM {_THREAD} t
-                WHERE t.execution_id = e.id AND t.status = 'running' AND t.step_requested)
+SELECT e.step_requested OR {_news("e.id", "e.outcomes_settled", "e.wake_at")}
   FROM {_EXECUTION} e
  WHERE e.id = %(execution)s AND e.status IN ('pending', 'running')"""
 

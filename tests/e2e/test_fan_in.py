@@ -145,7 +145,7 @@ def test_a_failed_member_steps_the_run_at_once(client, uid):
 def test_a_worker_killed_during_a_wide_all_loses_no_result_and_repeats_none(
         client, uid, start_worker):
     """Two results are held back in the database when the worker dies with two more activities
-    running. A new worker runs the two interrupted ones again; the two that finished do not run
+    running. A new worker runs the interrupted ones again; those that finished do not run
     again, and the group completes."""
     queue = f"fankill-{uid}"
     queues = [queue, f"{queue}-activity"]
@@ -162,9 +162,9 @@ def test_a_worker_killed_during_a_wide_all_loses_no_result_and_repeats_none(
     wait_until(lambda: held_back() == 2 and sum(count(f"{uid}-{i}-started")
                                                 for i in range(4)) == 4,
                timeout=30, what="two results recorded and the other two activities running")
-    done_before = finished()
     worker.kill()
-    assert len(done_before) == 2, "the kill came too late to interrupt two activities"
+    done_before = finished()  # read after the kill: nothing can finish any more
+    assert 2 <= len(done_before) < 4, "the kill came too late to interrupt an activity"
     assert _execution(handle).step_count == 1
     start_worker(queues, env=WITHOUT_INTERCEPTORS)
     assert handle.result(timeout=RECOVERY_BOUND) == ["slept 1.5"] * 4
