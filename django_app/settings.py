@@ -92,10 +92,11 @@ def database_from_url(url: str) -> dict[str, object]:
             # several milliseconds, more than a whole step); Django checks it before reuse.
             "CONN_MAX_AGE": 300,
             "CONN_HEALTH_CHECKS": True,
-            # Parameters bound on the server, so psycopg prepares a statement it has run five
-            # times on a connection: a step's few statements are the same every time, and
+            # Parameters bound on the server, and statements prepared from their second run on
+            # a connection (Django turns psycopg's preparing off unless prepare_threshold is
+            # given): a step's few statements are the same every time, and parsing and
             # planning them cost PostgreSQL more than running them.
-            "OPTIONS": {"server_side_binding": True},
+            "OPTIONS": {"server_side_binding": True, "prepare_threshold": 2},
         }
     raise ValueError(f"DATABASE_URL must be sqlite:/// or postgres://, got {url!r}")
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import enum
+from contextlib import nullcontext
 from datetime import timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from .. import clock
 from ..errors import DuplicateWorkflowError, InvalidArgumentError, WorkflowNotFoundError
@@ -83,9 +84,14 @@ def create_execution(*, namespace: str, workflow_id: str, workflow_name: str, ta
     """
     own_batch = batch is None
     batch = batch if batch is not None else OutboxBatch()  # an empty batch is falsy
+    # A plain client start is one INSERT: it needs no transaction of its own (BEGIN and COMMIT
+    # are two more round trips). Inside the caller's transaction a savepoint keeps a duplicate
+    # id from spoiling it.
+    one_write = (own_batch and not search and execution_timeout is None
+                 and id_reuse_policy is IdReusePolicy.ALLOW_DUPLICATE
+                 and not connection.in_atomic_block)
     try:
-        with transaction.atomic():
-            runs = WorkflowExecution.objects.named(namespace, workflow_id)
+        with nullcontext() if one_write else transaction.atomic():
             if id_reuse_policy is not IdReusePolicy.ALLOW_DUPLICATE:
                 current = current_run(namespace, workflow_id)
                 if current is not None:
@@ -95,11 +101,6 @@ def create_execution(*, namespace: str, workflow_id: str, workflow_name: str, ta
                         f"workflow {workflow_id!r} already has a run in namespace "
                         f"{namespace!r} ({current.workflow_name}, {current.status}) and "
                         f"id_reuse_policy is reject_duplicate")
-            running = runs.filter(status__in=ACTIVE_STATUSES).first()
-            if running is not None:
-                raise DuplicateWorkflowError(
-                    f"workflow {workflow_id!r} is already running in namespace "
-                    f"{namespace!r} ({running.workflow_name}, {running.status})")
             now = clock.now()
             execution = WorkflowExecution.objects.create(
                 namespace=namespace, workflow_id=workflow_id, workflow_name=workflow_name,
@@ -120,9 +121,12 @@ def create_execution(*, namespace: str, workflow_id: str, workflow_name: str, ta
                 request_step_now(execution.pk, task_queue)
             else:
                 batch.request_step(execution.pk, task_queue)
-    except IntegrityError:
-        raise DuplicateWorkflowError(
-            f"workflow {workflow_id!r} is already running in namespace {namespace!r}") from None
+    except IntegrityError:  # the one-active-run constraint: no query ahead of the insert
+        running = WorkflowExecution.objects.named(namespace, workflow_id) \
+            .filter(status__in=ACTIVE_STATUSES).first()
+        which = f" ({running.workflow_name}, {running.status})" if running is not None else ""
+        raise DuplicateWorkflowError(f"workflow {workflow_id!r} is already running in "
+                                     f"namespace {namespace!r}{which}") from None
     return execution
 
 

@@ -217,6 +217,56 @@ def test_activity_failed_from_elsewhere_is_retried_by_its_policy(client, uid):
     assert failed.error["message"] == "the remote side said no"
 
 
+def test_a_client_start_is_one_statement_and_a_duplicate_spoils_no_transaction(client, uid):
+    """A plain start is one INSERT (no BEGIN/COMMIT of its own, no look for a running run
+    first: the one-active-run constraint answers that). A duplicate id still gets a clear
+    error naming the running run, and inside the caller's transaction it costs only a
+    savepoint: the caller's work goes on."""
+    from django.db import connection, transaction
+    from django.test.utils import CaptureQueriesContext
+
+    from durable_celery import DuplicateWorkflowError
+    from durable_celery.models import WorkflowExecution
+    from durable_celery.store.inspect import has_live_consumer
+
+    wid = f"one-insert-{uid}"
+    has_live_consumer(f"i-{uid}")  # the client asks once per queue and burst of starts
+    with capture_publishes(send=False) as sent, CaptureQueriesContext(connection) as queries:
+        client.start(lw.lv_sequence, 1, workflow_id=wid, task_queue=f"i-{uid}")
+    assert [q["sql"].split()[0] for q in queries] == ["INSERT"], [q["sql"][:60] for q in queries]
+    assert len(sent) == 1  # the step request, sent at once (autocommit)
+    with capture_publishes(send=False) as sent:
+        with transaction.atomic():
+            with pytest.raises(DuplicateWorkflowError, match=r"already running .*lv_sequence"):
+                client.start(lw.lv_sequence, 2, workflow_id=wid, task_queue=f"i-{uid}")
+            other = client.start(lw.lv_sequence, 3, workflow_id=f"{wid}-b",
+                                 task_queue=f"i-{uid}")
+            assert sent == []  # the caller's transaction has not committed yet
+        assert len(sent) == 1
+    assert WorkflowExecution.objects.filter(workflow_id=wid).count() == 1
+    assert WorkflowExecution.objects.get(workflow_id=other.workflow_id).args == [3]
+
+
+def test_the_hot_statements_are_prepared_on_postgresql(client, uid):
+    """With the recommended OPTIONS (``server_side_binding`` and ``prepare_threshold``; Django
+    turns psycopg's preparing off without the latter) a statement run twice on a connection is
+    prepared: PostgreSQL parses and plans it once per connection, not once per step."""
+    from django.db import connection
+
+    from durable_celery.store.fastpath import has_news_fast
+
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's")
+    handle = client.start(lw.lv_sequence, 1, workflow_id=f"prep-{uid}", task_queue=f"i-{uid}")
+    for _ in range(3):
+        has_news_fast(_pk(handle))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements "
+                       "WHERE statement LIKE '%%e.step_requested OR%%'")
+        (prepared,) = cursor.fetchone()
+    assert prepared == 1
+
+
 def test_a_one_activity_workflow_costs_the_worker_three_statements_on_postgresql(
         client, uid, monkeypatch):
     """Start to end in the worker, on PostgreSQL: the step's claim (which also says there are no
