@@ -90,6 +90,7 @@ class Worker:
                 time.sleep(0.5)  # its pool processes finish starting
                 return
             time.sleep(0.2)
+        self.kill()  # a worker left running would consume the next benchmark's queues
         raise RuntimeError(f"benchmark worker did not start; see {log}")
 
     def stop(self) -> None:
