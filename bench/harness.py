@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import subprocess
@@ -51,8 +52,6 @@ def prepare_backend(backend: str, workdir: Path) -> dict[str, str]:
 def claim_redis_databases(count: int) -> list[int]:
     """Redis databases no test session or other benchmark uses: claimed with the same lock key
     the test sessions use, emptied, and released when this process exits."""
-    import atexit
-
     import redis
 
     claimed: list[int] = []
@@ -82,6 +81,7 @@ class Worker:
              "--without-mingle", "--without-heartbeat", "-n", f"bench-{time.monotonic_ns()}@%h"],
             cwd=REPO, env={**os.environ, **env}, stdout=handle, stderr=subprocess.STDOUT,
             start_new_session=True)
+        atexit.register(self.kill)
         from durable_celery.store.workers import live_workers
 
         deadline = time.monotonic() + 60
@@ -94,16 +94,21 @@ class Worker:
         raise RuntimeError(f"benchmark worker did not start; see {log}")
 
     def stop(self) -> None:
-        """Warm shutdown (a worker that lingers is killed)."""
+        """Warm shutdown; then whatever of its process group is left is killed (a worker left
+        running would consume the queues of the next benchmark that reuses its Redis
+        database, with its own PostgreSQL database: it would claim nothing and eat them)."""
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
                 self.process.wait(60)
             except subprocess.TimeoutExpired:
-                self.kill()
+                pass
+        self.kill()
 
     def kill(self) -> None:
         """SIGKILL the main process and its pool at once."""
-        if self.process.poll() is None:
+        try:
             os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
+        except ProcessLookupError:
+            return
+        self.process.wait(10)
