@@ -18,7 +18,7 @@ from kombu.utils.uuid import uuid
 
 from ..conf import durable_setting
 from ..store.outbox import set_publisher
-from ..task_names import EMIT_MESSAGE, RUN_ACTIVITY_TASK
+from ..task_names import EMIT_MESSAGE, REPLAY_STEP_TASK, RUN_ACTIVITY_TASK
 
 __all__ = ["install_publisher", "one_producer", "publish"]
 
@@ -34,7 +34,9 @@ def publish(task_name: str, queue: str, args: list[Any]) -> None:
     ``queue`` as its topic).
 
     Activity attempts carry the activity's name as Celery's ``shadow`` name, so Flower and
-    django-celery-results show ``activity:<name>`` rather than the generic runner.
+    django-celery-results show ``activity:<name>`` rather than the generic runner. A message
+    says whether its result is stored: a task's ``ignore_result`` holds only when its message
+    agrees (Celery lets the request override the task), so replay steps store none.
 
     Raises:
         Exception: The broker could not be reached (the message stays in the outbox).
@@ -49,13 +51,17 @@ def publish(task_name: str, queue: str, args: list[Any]) -> None:
     if task_name == RUN_ACTIVITY_TASK and args and isinstance(args[0], dict):
         shadow = f"activity:{args[0].get('activity')}"
     message = app.amqp.create_task_message(task_id=uuid(), name=task_name, args=list(args),
-                                           kwargs={}, shadow=shadow)
+                                           kwargs={}, shadow=shadow,
+                                           ignore_result=task_name in _RESULTLESS)
     held = getattr(_held, "producer", None)
     with nullcontext(held) if held is not None else app.producer_or_acquire() as producer:
         app.amqp.send_task_message(producer, task_name, message, queue=queue,
                                    serializer="json", retry=True,
                                    retry_policy=_retry_policy())
 
+
+#: Tasks whose result is never stored (the history is the record).
+_RESULTLESS = frozenset({REPLAY_STEP_TASK})
 
 #: Messages buffered before a batch is sent (a larger fan-out sends several batches).
 _BATCH_SIZE = 1000

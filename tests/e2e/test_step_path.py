@@ -247,6 +247,31 @@ def test_a_client_start_is_one_statement_and_a_duplicate_spoils_no_transaction(c
     assert WorkflowExecution.objects.get(workflow_id=other.workflow_id).args == [3]
 
 
+def test_a_step_request_tells_the_worker_to_store_no_result(uid):
+    """Celery lets a message's ``ignore_result`` override the task's, so the replay step's own
+    ``ignore_result=True`` held only when its message agreed: every step used to store a result
+    (a GET, SETEX and PUBLISH on a Redis backend). Read back from the real broker: a step
+    request says to store none; an activity attempt keeps its result (the admin links it)."""
+    from celery import current_app
+
+    from durable_celery.task_names import REPLAY_STEP_TASK, RUN_ACTIVITY_TASK
+    from durable_celery.transport.publish import publish
+
+    queue = f"no-result-{uid}"
+    with current_app.connection_for_read() as conn:
+        inbox = conn.SimpleQueue(queue)
+        try:
+            publish(REPLAY_STEP_TASK, queue, [1])
+            publish(RUN_ACTIVITY_TASK, queue, [{"activity": "greet", "event": 1, "attempt": 1}])
+            received = [inbox.get(timeout=20) for _ in range(2)]
+            for message in received:
+                message.ack()
+        finally:
+            inbox.close()
+    ignored = {m.headers["task"]: m.headers["ignore_result"] for m in received}
+    assert ignored == {REPLAY_STEP_TASK: True, RUN_ACTIVITY_TASK: False}
+
+
 def test_the_hot_statements_are_prepared_on_postgresql(client, uid):
     """With the recommended OPTIONS (``server_side_binding`` and ``prepare_threshold``; Django
     turns psycopg's preparing off without the latter) a statement run twice on a connection is
