@@ -18,7 +18,7 @@ from kombu.utils.uuid import uuid
 
 from ..conf import durable_setting
 from ..store.outbox import set_publisher
-from ..task_names import EMIT_MESSAGE, REPLAY_STEP_TASK, RUN_ACTIVITY_TASK
+from ..task_names import EMIT_MESSAGE, RUN_ACTIVITY_TASK
 
 __all__ = ["install_publisher", "one_producer", "publish"]
 
@@ -35,8 +35,10 @@ def publish(task_name: str, queue: str, args: list[Any]) -> None:
 
     Activity attempts carry the activity's name as Celery's ``shadow`` name, so Flower and
     django-celery-results show ``activity:<name>`` rather than the generic runner. A message
-    says whether its result is stored: a task's ``ignore_result`` holds only when its message
-    agrees (Celery lets the request override the task), so replay steps store none.
+    says whether its result is stored (Celery lets the message override the task's
+    ``ignore_result``): replay steps store none, and activity attempts store theirs only in
+    django-celery-results, where the admin links each history row to it — in any other
+    backend nothing reads it, and the history is the record.
 
     Raises:
         Exception: The broker could not be reached (the message stays in the outbox).
@@ -52,7 +54,7 @@ def publish(task_name: str, queue: str, args: list[Any]) -> None:
         shadow = f"activity:{args[0].get('activity')}"
     message = app.amqp.create_task_message(task_id=uuid(), name=task_name, args=list(args),
                                            kwargs={}, shadow=shadow,
-                                           ignore_result=task_name in _RESULTLESS)
+                                           ignore_result=not _stores_result(task_name))
     held = getattr(_held, "producer", None)
     with nullcontext(held) if held is not None else app.producer_or_acquire() as producer:
         app.amqp.send_task_message(producer, task_name, message, queue=queue,
@@ -60,8 +62,15 @@ def publish(task_name: str, queue: str, args: list[Any]) -> None:
                                    retry_policy=_retry_policy())
 
 
-#: Tasks whose result is never stored (the history is the record).
-_RESULTLESS = frozenset({REPLAY_STEP_TASK})
+def _stores_result(task_name: str) -> bool:
+    if task_name != RUN_ACTIVITY_TASK:
+        return False  # replay steps: the history is the record
+    backend = str(current_app.conf.result_backend or "")
+    return backend.startswith(_LINKED_BACKENDS)
+
+
+#: Result backends of django-celery-results, whose rows the admin links from the history.
+_LINKED_BACKENDS = ("django-db", "django-cache")
 
 #: Messages buffered before a batch is sent (a larger fan-out sends several batches).
 _BATCH_SIZE = 1000

@@ -247,16 +247,21 @@ def test_a_client_start_is_one_statement_and_a_duplicate_spoils_no_transaction(c
     assert WorkflowExecution.objects.get(workflow_id=other.workflow_id).args == [3]
 
 
-def test_a_step_request_tells_the_worker_to_store_no_result(uid):
+@pytest.mark.parametrize(("backend", "activity_result"), [("django-db", True),
+                                                         ("redis://127.0.0.1:6379/0", False)])
+def test_a_message_says_whether_its_result_is_stored(uid, monkeypatch, backend,
+                                                     activity_result):
     """Celery lets a message's ``ignore_result`` override the task's, so the replay step's own
     ``ignore_result=True`` held only when its message agreed: every step used to store a result
     (a GET, SETEX and PUBLISH on a Redis backend). Read back from the real broker: a step
-    request says to store none; an activity attempt keeps its result (the admin links it)."""
+    request says to store none; an activity attempt stores its result only in
+    django-celery-results, whose rows the admin links from the history."""
     from celery import current_app
 
     from durable_celery.task_names import REPLAY_STEP_TASK, RUN_ACTIVITY_TASK
     from durable_celery.transport.publish import publish
 
+    monkeypatch.setattr(current_app.conf, "result_backend", backend)
     queue = f"no-result-{uid}"
     with current_app.connection_for_read() as conn:
         inbox = conn.SimpleQueue(queue)
@@ -269,7 +274,7 @@ def test_a_step_request_tells_the_worker_to_store_no_result(uid):
         finally:
             inbox.close()
     ignored = {m.headers["task"]: m.headers["ignore_result"] for m in received}
-    assert ignored == {REPLAY_STEP_TASK: True, RUN_ACTIVITY_TASK: False}
+    assert ignored == {REPLAY_STEP_TASK: True, RUN_ACTIVITY_TASK: not activity_result}
 
 
 def test_the_hot_statements_are_prepared_on_postgresql(client, uid):
