@@ -86,16 +86,16 @@ def outcomes_to_wake(calls: Iterable[DurableCall]) -> int:
     (a failure always wakes). So while every open activity call belongs to exactly one group the
     answer is the fewest members still open in any group; otherwise it is ``1``.
     """
-    fewest = 0
+    open_members: dict[int, int] = {}  # per group, counted once: a wide group is one scan
     for call in calls:
         if call.kind != "activity" or call.future.done():
             continue
         group = _only_in_group(call)
         if group is None:
             return 1
-        open_members = group.waiting()
-        fewest = open_members if not fewest else min(fewest, open_members)
-    return max(fewest, 1)
+        if id(group) not in open_members:
+            open_members[id(group)] = group.waiting()
+    return max(min(open_members.values(), default=1), 1)
 
 
 def defers(call: DurableCall) -> bool:

@@ -8,6 +8,7 @@ outbox keeps the message and the sweeper sends it when the broker is back.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -52,8 +53,12 @@ def publish(task_name: str, queue: str, args: list[Any]) -> None:
     shadow = None
     if task_name == RUN_ACTIVITY_TASK and args and isinstance(args[0], dict):
         shadow = f"activity:{args[0].get('activity')}"
+    # The arguments as Flower and the result backend show them: JSON text, cut where Celery
+    # cuts its own repr (Celery's saferepr cost ten times the rest of building the message).
+    shown = json.dumps(args, separators=(",", ":"), default=str)[:app.amqp.argsrepr_maxsize]
     message = app.amqp.create_task_message(task_id=uuid(), name=task_name, args=list(args),
-                                           kwargs={}, shadow=shadow,
+                                           kwargs={}, shadow=shadow, argsrepr=shown,
+                                           kwargsrepr="{}",
                                            ignore_result=not _stores_result(task_name))
     held = getattr(_held, "producer", None)
     with nullcontext(held) if held is not None else app.producer_or_acquire() as producer:
@@ -72,8 +77,9 @@ def _stores_result(task_name: str) -> bool:
 #: Result backends of django-celery-results, whose rows the admin links from the history.
 _LINKED_BACKENDS = ("django-db", "django-cache")
 
-#: Messages buffered before a batch is sent (a larger fan-out sends several batches).
-_BATCH_SIZE = 1000
+#: Messages buffered before a batch is sent: a fan-out's first members run while the step
+#: still publishes the rest (one batch of a thousand kept the other processes idle meanwhile).
+_BATCH_SIZE = 100
 
 
 class _HeldProducer(threading.local):
@@ -86,9 +92,11 @@ _held = _HeldProducer()
 @contextmanager
 def one_producer() -> Iterator[None]:
     """Publish every message sent inside through one producer from the pool (a fan-out's
-    thousand messages pay for one acquisition), in one round trip where the transport can
-    buffer them (Kombu 5.7's ``Producer.batch``: a Redis pipeline, sent when the scope ends;
-    if that fails, the scope raises and no message of it counts as sent)."""
+    thousand messages pay for one acquisition), in a round trip per :data:`_BATCH_SIZE`
+    messages where the transport can buffer them (Kombu 5.7's ``Producer.batch``: a Redis
+    pipeline, sent when full and when the scope ends; if one fails, the scope raises and no
+    message of it counts as sent — those already sent are sent again, which claims make
+    harmless)."""
     with current_app.producer_or_acquire() as producer:
         buffered = producer.batch(max_size=_BATCH_SIZE) \
             if getattr(producer, "supports_batch_publish", False) else nullcontext()

@@ -131,3 +131,28 @@ def test_a_run_that_completes_or_waits_on_nothing_else_wakes_on_one() -> None:
     outcome = sim.step()
     assert outcome.status == StepStatus.COMPLETED and outcome.outcomes_to_wake == 1
     sim.close()
+
+
+def test_a_wide_group_is_counted_once_not_once_per_member() -> None:
+    """``outcomes_to_wake`` over a 1000-wide ``workflow.all`` scans the group once: counting it
+    for every member made a fan-out's first step quadratic (0.7 s of a 1000-wide one)."""
+    from durable_celery.engine.calls import CallGroup, DurableCall, outcomes_to_wake
+
+    class CountedGroup(CallGroup):
+        scans = 0
+
+        def waiting(self, enough: int | None = None) -> int:
+            CountedGroup.scans += 1
+            return super().waiting(enough)
+
+    loop = asyncio.new_event_loop()
+    try:
+        group, calls = CountedGroup(), []
+        for seq in range(1000):
+            call = DurableCall(loop.create_future(), seq, "activity")
+            call.in_group(group).close()  # the group's awaitable is not needed here
+            calls.append(call)
+        assert outcomes_to_wake(calls) == 1000
+        assert CountedGroup.scans == 1
+    finally:
+        loop.close()
