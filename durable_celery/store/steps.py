@@ -182,8 +182,13 @@ def run_replay_step(execution_pk: int, worker_id: int,
         Attempts claimed to run in this process (eager and local activities).
     """
     claimed = with_fresh_connection(lambda: claim_step(execution_pk, worker_id))
-    if claimed is None:
-        return []  # another process steps it and will see whatever asked for this step
+    if claimed is None:  # another process steps it and will see whatever asked for this step
+        if not WorkflowExecution.objects.filter(pk=execution_pk).exists():
+            logger.warning("durable_celery: a replay step names run %s, which this database "
+                           "does not hold; skipped. Is this worker configured with another "
+                           "database than the process that sent it, on the same broker?",
+                           execution_pk)
+        return []
     return drive(claimed, worker_id, eager)
 
 

@@ -29,7 +29,7 @@ from ..errors import (
     describe_error,
     safe_str,
 )
-from ..models import AttemptOutcome, WorkflowExecution
+from ..models import AttemptOutcome, HistoryEvent, WorkflowExecution
 from ..payloads import decode_args, encode
 from ..registry import ActivityDefinition, find_activity
 from ..retry import exception_type_names
@@ -105,8 +105,16 @@ def run_delivered_attempt(message: dict[str, Any], celery_task_id: str | None) -
     summary = {"activity": message.get("activity"), "attempt": message.get("attempt")}
     claim = with_fresh_connection(lambda: claim_attempt(message, worker_id, celery_task_id))
     if claim is None:
-        logger.info("durable_celery: activity %s attempt %s is settled, replaced or held by "
-                    "another delivery; skipped", message.get("activity"), message.get("attempt"))
+        if not HistoryEvent.objects.filter(pk=message["event"]).exists():
+            logger.warning("durable_celery: activity %s names call %s of workflow %s, which this "
+                           "database does not hold; skipped. Is this worker configured with "
+                           "another database than the process that sent it, on the same "
+                           "broker?", message.get("activity"), message["event"],
+                           message.get("workflow_id"))
+        else:
+            logger.info("durable_celery: activity %s attempt %s is settled, replaced or held "
+                        "by another delivery; skipped", message.get("activity"),
+                        message.get("attempt"))
         return {**summary, "outcome": "skipped"}
     budget = EagerBudget(worker_id, celery_task_id)
     outcome, error, claimed = _run_one(message, worker_id, budget, celery_task_id, claim.run)

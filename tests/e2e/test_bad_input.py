@@ -173,3 +173,27 @@ def test_real_time_timeout_in_workflow_fails_clearly(client, uid):
     with pytest.raises(WorkflowSandboxError) as info:
         handle.result(timeout=30)
     assert "asyncio.wait_for" in info.value.message and "sleep_for" in info.value.message
+
+
+def test_messages_naming_rows_this_database_lacks_are_skipped_with_a_warning(db_access, uid,
+                                                                             caplog):
+    """A worker on the same broker but another database (a second deployment, a stale
+    process) claims nothing from such messages and acknowledges them: the sending side's runs
+    then wait on the sweeper forever. The skip says so, naming what was missing."""
+    import logging
+
+    from durable_celery.store.steps import run_replay_step
+    from durable_celery.transport.activities import run_delivered_attempt
+    from durable_celery.transport.worker import current_worker_id
+
+    missing = 2**40
+    with caplog.at_level(logging.WARNING, logger="durable_celery"):
+        assert run_replay_step(missing, current_worker_id()) == []
+        outcome = run_delivered_attempt(
+            {"activity": "greet", "event": missing, "attempt": 1, "execution": missing,
+             "workflow_id": f"elsewhere-{uid}", "seq": 1}, f"task-{uid}")
+    assert outcome["outcome"] == "skipped"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(f"run {missing}, which this database does not hold" in w for w in warnings)
+    assert any(f"call {missing} of workflow elsewhere-{uid}, which this database does not hold"
+               in w for w in warnings)
