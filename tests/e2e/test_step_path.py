@@ -217,7 +217,8 @@ def test_activity_failed_from_elsewhere_is_retried_by_its_policy(client, uid):
     assert failed.error["message"] == "the remote side said no"
 
 
-def test_a_client_start_is_one_statement_and_a_duplicate_spoils_no_transaction(client, uid):
+def test_a_client_start_is_one_statement_and_a_duplicate_spoils_no_transaction(client, uid,
+                                                                             monkeypatch):
     """A plain start is one INSERT (no BEGIN/COMMIT of its own, no look for a running run
     first: the one-active-run constraint answers that). A duplicate id still gets a clear
     error naming the running run, and inside the caller's transaction it costs only a
@@ -227,10 +228,11 @@ def test_a_client_start_is_one_statement_and_a_duplicate_spoils_no_transaction(c
 
     from durable_celery import DuplicateWorkflowError
     from durable_celery.models import WorkflowExecution
-    from durable_celery.store.inspect import has_live_consumer
+    from durable_celery.store import inspect
 
     wid = f"one-insert-{uid}"
-    has_live_consumer(f"i-{uid}")  # the client asks once per queue and burst of starts
+    monkeypatch.setattr(inspect, "CONSUMER_CACHE_SECONDS", 3600.0)  # however slow the machine
+    inspect.has_live_consumer(f"i-{uid}")  # the client asks once per queue and burst of starts
     with capture_publishes(send=False) as sent, CaptureQueriesContext(connection) as queries:
         client.start(lw.lv_sequence, 1, workflow_id=wid, task_queue=f"i-{uid}")
     assert [q["sql"].split()[0] for q in queries] == ["INSERT"], [q["sql"][:60] for q in queries]
