@@ -89,7 +89,7 @@ def create_execution(*, namespace: str, workflow_id: str, workflow_name: str, ta
     # id from spoiling it.
     one_write = (own_batch and not search and execution_timeout is None
                  and id_reuse_policy is IdReusePolicy.ALLOW_DUPLICATE
-                 and not connection.in_atomic_block)
+                 and connection.get_autocommit() and not connection.in_atomic_block)
     try:
         with nullcontext() if one_write else transaction.atomic():
             if id_reuse_policy is not IdReusePolicy.ALLOW_DUPLICATE:
