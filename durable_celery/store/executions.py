@@ -122,8 +122,7 @@ def create_execution(*, namespace: str, workflow_id: str, workflow_name: str, ta
             else:
                 batch.request_step(execution.pk, task_queue)
     except IntegrityError:  # the one-active-run constraint: no query ahead of the insert
-        running = WorkflowExecution.objects.named(namespace, workflow_id) \
-            .filter(status__in=ACTIVE_STATUSES).first()
+        running = current_run(namespace, workflow_id)
         which = f" ({running.workflow_name}, {running.status})" if running is not None else ""
         raise DuplicateWorkflowError(f"workflow {workflow_id!r} is already running in "
                                      f"namespace {namespace!r}{which}") from None

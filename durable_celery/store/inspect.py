@@ -76,6 +76,7 @@ __all__ = [
     "stuck",
     "stuck_after",
     "unconsumed_waits",
+    "warn_if_not_held",
     "warn_if_unconsumed",
     "worker_overview",
 ]
@@ -336,4 +337,20 @@ def warn_if_unconsumed(queue: str, workflow_id: str) -> bool:
     logger.warning("durable_celery: workflow %s was started on task queue %r, which no live "
                    "worker consumes; it stays pending until a worker does (e.g. celery -A "
                    "proj worker -Q %s,%s-activity)", workflow_id, queue, queue, queue)
+    return True
+
+
+def warn_if_not_held(rows: QuerySet[Any], what: str) -> bool:
+    """Log a warning when a message names ``what`` (``rows``: its row) and this database does
+    not hold it — the worker shares a broker with a process on another database, and would
+    acknowledge that side's messages without doing their work. Asked only on a skip path.
+
+    Returns:
+        Whether a warning was logged.
+    """
+    if rows.exists():
+        return False
+    logger.warning("durable_celery: a message names %s, which this database does not hold; "
+                   "skipped. Is this worker configured with another database than the process "
+                   "that sent it, on the same broker?", what)
     return True

@@ -49,6 +49,7 @@ from .fastpath import (
     record_step_in_one_statement,
     usable,
 )
+from .inspect import warn_if_not_held
 from .operations_table import STEP_OPERATIONS
 
 __all__ = [
@@ -183,11 +184,8 @@ def run_replay_step(execution_pk: int, worker_id: int,
     """
     claimed = with_fresh_connection(lambda: claim_step(execution_pk, worker_id))
     if claimed is None:  # another process steps it and will see whatever asked for this step
-        if not WorkflowExecution.objects.filter(pk=execution_pk).exists():
-            logger.warning("durable_celery: a replay step names run %s, which this database "
-                           "does not hold; skipped. Is this worker configured with another "
-                           "database than the process that sent it, on the same broker?",
-                           execution_pk)
+        warn_if_not_held(WorkflowExecution.objects.filter(pk=execution_pk),
+                         f"run {execution_pk}")
         return []
     return drive(claimed, worker_id, eager)
 

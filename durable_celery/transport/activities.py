@@ -42,6 +42,7 @@ from ..store.activities import (
     task_token,
 )
 from ..store.connection import with_fresh_connection
+from ..store.inspect import warn_if_not_held
 from ..store.sequential import record_activity_outcome
 from ..telemetry import workflow_span
 from .worker import consumes, current_worker_id, shutting_down
@@ -105,13 +106,9 @@ def run_delivered_attempt(message: dict[str, Any], celery_task_id: str | None) -
     summary = {"activity": message.get("activity"), "attempt": message.get("attempt")}
     claim = with_fresh_connection(lambda: claim_attempt(message, worker_id, celery_task_id))
     if claim is None:
-        if not HistoryEvent.objects.filter(pk=message["event"]).exists():
-            logger.warning("durable_celery: activity %s names call %s of workflow %s, which this "
-                           "database does not hold; skipped. Is this worker configured with "
-                           "another database than the process that sent it, on the same "
-                           "broker?", message.get("activity"), message["event"],
-                           message.get("workflow_id"))
-        else:
+        if not warn_if_not_held(HistoryEvent.objects.filter(pk=message["event"]),
+                                f"call {message['event']} of workflow "
+                                f"{message.get('workflow_id')}"):
             logger.info("durable_celery: activity %s attempt %s is settled, replaced or held "
                         "by another delivery; skipped", message.get("activity"),
                         message.get("attempt"))
