@@ -66,6 +66,10 @@ class Worker(models.Model):
     started_at = ClockDateTimeField(auto_now_add=True)
     heartbeat_at = models.DateTimeField()
     stopped_at = models.DateTimeField(null=True, blank=True)
+    recovered_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="when a live worker took back what this dead process held (cleared by its "
+                  "next heartbeat, should it beat again)")
 
     class Meta:
         indexes = [
@@ -113,9 +117,11 @@ class WorkflowExecution(models.Model):
     step_count = models.PositiveIntegerField(default=0, help_text="replay steps run so far")
     step_requested = models.BooleanField(
         default=True, help_text="a replay step is due although no new outcome arrived")
+    # Not indexed: an index on a column every step changes makes every step's UPDATE write
+    # every index of this table (no HOT update); claims are looked up among active runs only.
     step_claimed_by = models.ForeignKey(
         Worker, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
-        help_text="the worker process running a replay step of this run now")
+        db_index=False, help_text="the worker process running a replay step of this run now")
     step_claimed_until = models.DateTimeField(null=True, blank=True)
     step_failures = models.PositiveIntegerField(
         default=0, help_text="consecutive steps whose decision could not be recorded")
@@ -146,7 +152,9 @@ class WorkflowExecution(models.Model):
             models.Index(fields=["status", "workflow_name"], name="durable_exec_status_name_idx"),
             models.Index(fields=["created_at"], name="durable_exec_created_idx"),
             models.Index(fields=["parent_workflow_id"], name="durable_exec_parent_idx"),
-            models.Index(fields=["step_requested", "updated_at"], name="durable_exec_stepreq_idx",
+            # Runs asking for a step (a few at any time). It names no column a step changes
+            # (``updated_at``, the claim) so that a step's UPDATE can be HOT.
+            models.Index(fields=["created_at"], name="durable_exec_stepreq_idx",
                          condition=Q(step_requested=True)),
         ]
         permissions = [
@@ -184,8 +192,9 @@ class SearchAttribute(models.Model):
 class HistoryEvent(models.Model):
     """One durable call of an execution, at its position in its thread."""
 
+    # Not indexed alone: the position and observed-step indexes both lead with it.
     execution = models.ForeignKey(WorkflowExecution, on_delete=models.CASCADE,
-                                  related_name="history")
+                                  related_name="history", db_index=False)
     dimension = models.CharField(max_length=100, blank=True, default="")
     seq = models.PositiveIntegerField()
     kind = models.CharField(max_length=20)

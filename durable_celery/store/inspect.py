@@ -270,7 +270,7 @@ def worker_overview(now: datetime | None = None,
                             "heartbeat_at", "execution_id", "execution__workflow_id")
                     .order_by("started_at")[:_HELD_LIMIT]):
         states[owner[attempt["worker_id"]]].attempts.append(dict(attempt))
-    for claim in (WorkflowExecution.objects.filter(step_claimed_by_id__in=list(owner))
+    for claim in (WorkflowExecution.objects.active().filter(step_claimed_by_id__in=list(owner))
                   .values("pk", "workflow_id", "workflow_name", "step_claimed_by_id",
                           "step_claimed_until")[:_HELD_LIMIT]):
         states[owner[claim["step_claimed_by_id"]]].steps.append(dict(claim))

@@ -38,7 +38,7 @@ from .activities import record_attempt_failure
 from .dispatch import activity_message, dispatch_attempt, is_local, request_local_run
 from .executions import interrupt_execution
 from .outbox import OutboxBatch, publish_messages
-from .workers import dead_worker_ids, prune_workers
+from .workers import mark_recovered, prune_workers, unrecovered_dead_ids
 
 __all__ = [
     "fire_due_timers",
@@ -153,7 +153,9 @@ def recover_dead_workers(now: datetime | None = None, limit: int = 200) -> int:
         How many things were recovered.
     """
     now = now or clock.now()
-    dead = dead_worker_ids(now)
+    dead = unrecovered_dead_ids(now)
+    if not dead:
+        return 0
     count = 0
     held = list(HistoryEvent.objects.open_activities().filter(worker_id__in=dead)
                 .select_related("execution", "worker")[:limit])
@@ -186,6 +188,8 @@ def recover_dead_workers(now: datetime | None = None, limit: int = 200) -> int:
             count += 1
         count += _resend_queued_to(Worker.objects.filter(
             pk__in=dead, parent__isnull=True, stopped_at__isnull=True), now, batch)
+        if len(held) < limit and len(stuck) < limit:  # else the next pass takes the rest
+            mark_recovered(dead, now)
         batch.commit()
     return count
 

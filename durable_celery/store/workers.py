@@ -23,11 +23,13 @@ __all__ = [
     "dead_worker_ids",
     "is_alive",
     "live_workers",
+    "mark_recovered",
     "mark_stopped",
     "prune_workers",
     "queue_consumers",
     "register_process",
     "stale_before",
+    "unrecovered_dead_ids",
 ]
 
 
@@ -55,7 +57,7 @@ def beat(main_id: int, live_pids: Iterable[int], listed_at: datetime) -> None:
     now = clock.now()
     pids = list(live_pids)
     Worker.objects.filter(Q(pk=main_id) | Q(parent_id=main_id, pid__in=pids),
-                          stopped_at__isnull=True).update(heartbeat_at=now)
+                          stopped_at__isnull=True).update(heartbeat_at=now, recovered_at=None)
     Worker.objects.filter(parent_id=main_id, stopped_at__isnull=True,
                           started_at__lt=listed_at).exclude(pid__in=pids).update(stopped_at=now)
 
@@ -73,6 +75,18 @@ def dead_worker_ids(now: datetime | None = None) -> QuerySet[Worker, int]:
     return Worker.objects.filter(
         Q(stopped_at__isnull=False) | Q(heartbeat_at__lt=stale_before(now))
     ).values_list("pk", flat=True)
+
+
+def unrecovered_dead_ids(now: datetime | None = None, limit: int = 100) -> list[int]:
+    """Ids of dead processes whose holdings no live worker has taken back yet (see
+    :func:`mark_recovered`): usually none, so that the sweeper looks for a dead process's
+    claims once, not at every pass."""
+    return list(dead_worker_ids(now).filter(recovered_at__isnull=True)[:limit])
+
+
+def mark_recovered(worker_ids: list[int], now: datetime) -> None:
+    """What these dead processes held has been taken back."""
+    Worker.objects.filter(pk__in=worker_ids).update(recovered_at=now)
 
 
 def is_alive(worker_id: int | None, now: datetime | None = None) -> bool:
@@ -100,12 +114,13 @@ def prune_workers(now: datetime | None = None, keep: float = 86400.0) -> int:
     """Forget processes dead for longer than ``keep`` seconds that hold nothing."""
     now = now or clock.now()
     before = now - timedelta(seconds=keep)
-    holding = set(HistoryEvent.objects.filter(status=HistoryStatus.SCHEDULED,
-                                              worker__isnull=False)
-                  .values_list("worker_id", flat=True)[:10000])
-    holding |= set(WorkflowExecution.objects.filter(step_claimed_by__isnull=False)
-                   .values_list("step_claimed_by_id", flat=True)[:10000])
-    old = Worker.objects.filter(Q(stopped_at__lt=before) | Q(heartbeat_at__lt=before),
-                                processes__isnull=True).exclude(pk__in=holding)
-    deleted, _ = old.delete()
+    old = set(Worker.objects.filter(Q(stopped_at__lt=before) | Q(heartbeat_at__lt=before),
+                                    processes__isnull=True).values_list("pk", flat=True)[:1000])
+    if not old:
+        return 0
+    old -= set(HistoryEvent.objects.filter(status=HistoryStatus.SCHEDULED, worker_id__in=old)
+               .values_list("worker_id", flat=True))
+    old -= set(WorkflowExecution.objects.active().filter(step_claimed_by_id__in=old)
+               .values_list("step_claimed_by_id", flat=True))
+    deleted, _ = Worker.objects.filter(pk__in=old).delete()
     return deleted

@@ -355,3 +355,54 @@ def test_publishing_never_waits_on_the_result_backend(client, uid, monkeypatch):
     monkeypatch.undo()
     assert handle.result(timeout=30) == "done"
     assert history_rows(handle) == [(1, "activity", "lv_counted", "completed")]
+
+
+def test_a_dead_process_step_claim_is_taken_back_once_and_again_if_it_beat_again(client, uid):
+    """A step claimed by a process that died is requested again; the sweeper then marks the
+    process recovered, so later passes do not look through the runs for its claims (the
+    claim has no index: that would make every step's update write every index). A process
+    that beats again loses the mark, and its next death is handled like the first."""
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from durable_celery.models import Worker, WorkflowExecution
+    from durable_celery.store.steps import claim_step
+    from durable_celery.store.sweeper import recover_dead_workers
+    from durable_celery.store.workers import beat, unrecovered_dead_ids
+
+    handle = client.start(lw.lv_sequence, 1, workflow_id=f"deadclaim-{uid}",
+                          task_queue=f"idle-{uid}")
+    run = WorkflowExecution.objects.get(workflow_id=handle.workflow_id)
+    main = Worker.objects.create(name=f"main-{uid}@test", hostname="test", pid=1,
+                                 heartbeat_at=timezone.now())
+    dead = Worker.objects.create(name=f"main-{uid}@test", hostname="test", pid=2, parent=main,
+                                 heartbeat_at=timezone.now())  # a pool process
+
+    def claimed_by_dead_process() -> None:
+        assert claim_step(run.pk, dead.pk) is not None
+        Worker.objects.filter(pk=dead.pk).update(
+            heartbeat_at=timezone.now() - timedelta(seconds=120))
+
+    def taken_back() -> bool:
+        with capture_publishes(send=False):
+            recover_dead_workers()
+        run.refresh_from_db()
+        return run.step_claimed_by_id is None and run.step_requested
+
+    claimed_by_dead_process()
+    Worker.objects.filter(pk=main.pk).update(stopped_at=timezone.now())  # not beating for it
+    wait_until(taken_back, what="the dead process's claim released")
+    wait_until(lambda: recover_dead_workers() == 0 and not unrecovered_dead_ids(),
+               what="every dead process recovered")
+    with CaptureQueriesContext(connection) as queries:
+        assert recover_dead_workers() == 0
+    assert [q["sql"] for q in queries if "workflowexecution" in q["sql"]] == []
+
+    beat(main.pk, [dead.pid], timezone.now())  # it was alive after all
+    assert Worker.objects.get(pk=dead.pk).recovered_at is None
+    claimed_by_dead_process()
+    wait_until(taken_back, what="the second claim released")
+    assert Worker.objects.get(pk=dead.pk).recovered_at is not None
