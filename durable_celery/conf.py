@@ -51,8 +51,10 @@ setting                                 default  meaning
                                                  workflow code
 ``DURABLE_SWEEPER_ENABLED``             True     run the sweeper's duties (timers, recovery) in
                                                  every Celery worker; heartbeats run regardless
-``DURABLE_RESULT_POLL_INTERVAL``        0.05     seconds between database polls in
-                                                 ``handle.result()``
+``DURABLE_RESULT_POLL_INTERVAL``        0.05     longest wait, in seconds, between two
+                                                 database polls of ``handle.result()`` (it
+                                                 polls after a tenth of the time waited so
+                                                 far, from 2 ms up to this)
 ``DURABLE_PUBLISH_TIMEOUT``             2.0      seconds a publication may wait for the broker
                                                  before the message is left to the outbox
 ``DURABLE_MAX_PAYLOAD_BYTES``           2097152  largest JSON value (arguments, result, signal

@@ -9,12 +9,24 @@ from .conf import durable_setting
 from .errors import WorkflowNotRunningError, error_from_dict
 from .payloads import decode_result
 from .registry import lookup_workflow
+from .statuses import ExecutionStatus
 
 __all__ = ["WorkflowHandle"]
 
 #: What an interrupted run without a stored error raises from ``result()``.
 _INTERRUPTED = {"class": "DurableInterruptedError", "type": "DurableInterruptedError",
                 "message": "interrupted", "code": 410}
+
+
+def _poll_delay(waited: float, longest: float) -> float:
+    """Seconds until ``result()`` looks again: a tenth of the time waited so far, at least
+    2 ms and at most ``DURABLE_RESULT_POLL_INTERVAL`` — a short workflow's result is seen
+    within milliseconds, a long one is not polled more often than the setting says."""
+    return min(longest, max(_FIRST_POLL_DELAY, waited / 10))
+
+
+#: The shortest wait between two polls of ``result()``, in seconds.
+_FIRST_POLL_DELAY = 0.002
 
 
 class WorkflowHandle:
@@ -72,24 +84,26 @@ class WorkflowHandle:
             DurableTimeoutError: Its ``execution_timeout`` passed (code 596).
             TimeoutError: ``timeout`` seconds passed first.
         """
-        from .store.executions import chain_end, get_execution
+        from .store.executions import outcome_of
 
-        deadline = None if timeout is None else time.monotonic() + timeout
-        interval = float(durable_setting("DURABLE_RESULT_POLL_INTERVAL"))
-        run_id = self._run_id
+        started = time.monotonic()
+        deadline = None if timeout is None else started + timeout
+        longest = float(durable_setting("DURABLE_RESULT_POLL_INTERVAL"))
+        run_id = self.run_id
         while True:
-            execution = chain_end(get_execution(self.namespace, self.workflow_id, run_id))
-            run_id = execution.run_id
-            if execution.status == "completed":
-                return _rebuilt_result(execution.workflow_name, execution.result)
-            if execution.status == "failed":
-                raise error_from_dict(execution.error or {})
-            if execution.status == "interrupted":
-                raise error_from_dict({**_INTERRUPTED, **(execution.error or {})})
-            if deadline is not None and time.monotonic() >= deadline:
+            outcome = outcome_of(self.namespace, self.workflow_id, run_id)
+            run_id = outcome.run_id
+            if outcome.status == ExecutionStatus.COMPLETED:
+                return _rebuilt_result(outcome.workflow_name, outcome.result)
+            if outcome.status == ExecutionStatus.FAILED:
+                raise error_from_dict(outcome.error or {})
+            if outcome.status == ExecutionStatus.INTERRUPTED:
+                raise error_from_dict({**_INTERRUPTED, **(outcome.error or {})})
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
                 raise TimeoutError(f"workflow {self.workflow_id!r} did not finish within "
-                                   f"{timeout}s (status {execution.status})")
-            time.sleep(interval)
+                                   f"{timeout}s (status {outcome.status})")
+            time.sleep(_poll_delay(now - started, longest))
 
     def status(self) -> str:
         """``pending``, ``running``, ``completed``, ``failed``, ``interrupted`` — or

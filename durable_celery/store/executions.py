@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from contextlib import nullcontext
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import IntegrityError, connection, transaction
 
@@ -25,6 +25,7 @@ from .signals import deliver_signal, lock_signal_ids
 __all__ = [
     "EXPORT_FORMAT",
     "IdReusePolicy",
+    "RunOutcome",
     "chain_end",
     "create_execution",
     "current_run",
@@ -33,6 +34,7 @@ __all__ = [
     "get_execution",
     "history_of",
     "interrupt_execution",
+    "outcome_of",
     "send_signal",
 ]
 
@@ -166,6 +168,50 @@ def chain_end(execution: WorkflowExecution) -> WorkflowExecution:
             break
         execution = following
     return execution
+
+
+class RunOutcome(NamedTuple):
+    """What ``handle.result()`` reads of a run at each poll."""
+
+    run_id: str
+    status: str
+    workflow_name: str
+    result: Any
+    error: Any
+
+
+#: One poll of ``handle.result()``: a lookup by the unique run id (a plain statement: the ORM
+#: took five times the CPU of the statement itself, and the client shares the machine).
+_OUTCOME = (f"SELECT status, workflow_name, result, error "
+            f"FROM {WorkflowExecution._meta.db_table} "
+            f"WHERE run_id = %s AND namespace = %s AND workflow_id = %s")
+
+
+def outcome_of(namespace: str, workflow_id: str, run_id: str) -> RunOutcome:
+    """The status and outcome of the run ``run_id``, or of the last run of the continue-as-new
+    chain it started: one index lookup of four columns per run (a poll reads no arguments,
+    document or history).
+
+    Raises:
+        WorkflowNotFoundError: There is no such run.
+    """
+    fields = WorkflowExecution._meta
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute(_OUTCOME, [run_id, namespace, workflow_id])
+            row = cursor.fetchone()
+        if row is None:
+            raise WorkflowNotFoundError(
+                f"no workflow with id {workflow_id!r} run {run_id!r} in namespace {namespace!r}")
+        status, name, result, error = row
+        following = WorkflowExecution.objects.named(namespace, workflow_id).filter(
+            previous_run_id=run_id).order_by("id").values_list("run_id", flat=True).first() \
+            if status == ExecutionStatus.CONTINUED else None
+        if following is None:
+            return RunOutcome(run_id, status, name,
+                              fields.get_field("result").from_db_value(result, None, connection),
+                              fields.get_field("error").from_db_value(error, None, connection))
+        run_id = following
 
 
 def send_signal(namespace: str, signal_id: str, data: Any) -> int:

@@ -38,6 +38,7 @@ from .commands import EagerPolicy, claimer_for
 from .decisions import Decision, StepLost
 from .dispatch import activity_message, activity_queue, prepare_attempt, running_lease
 from .outbox import publish_messages, take_acknowledgements
+from .rows import fetch_models
 
 __all__ = ["claim_attempt_fast", "claim_step_returning", "has_news_fast",
            "record_in_one_statement",
@@ -437,8 +438,8 @@ def claim_attempt_fast(message: dict[str, Any], worker_id: int, celery_task_id: 
             cursor.execute(_CLAIM, params)
             return bool(cursor.rowcount), None
     since, dimension, position = catch_up
-    claimed = list(WorkflowExecution.objects.raw(_CLAIM_READING_RUN, {
-        **params, "since": since, "dimension": dimension, "position": position}))
+    claimed = fetch_models(WorkflowExecution, _CLAIM_READING_RUN, {
+        **params, "since": since, "dimension": dimension, "position": position})
     if not claimed:
         return False, None
     run = claimed[0]
@@ -478,6 +479,6 @@ def claim_step_returning(execution_pk: int, worker_id: int, now: datetime,
     :func:`durable_celery.store.steps.claim_step`), with whether it has hook threads running
     (``durable_has_threads``) and any history at all (``durable_has_history``), so that a step
     does not query what is not there."""
-    claimed = list(WorkflowExecution.objects.raw(_CLAIM_STEP, {
-        "worker": worker_id, "lease": lease, "execution": execution_pk, "now": now}))
+    claimed = fetch_models(WorkflowExecution, _CLAIM_STEP, {
+        "worker": worker_id, "lease": lease, "execution": execution_pk, "now": now})
     return claimed[0] if claimed else None

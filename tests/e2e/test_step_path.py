@@ -379,3 +379,24 @@ def test_a_step_updates_its_run_in_place_on_postgresql(client, uid):
         wait_until(lambda: _execution_update_counts(cursor)[0] - updates_before >= n, timeout=30)
         updates, hot = _execution_update_counts(cursor)
     assert hot - hot_before >= n - 3, (updates - updates_before, hot - hot_before)
+
+
+def test_claim_statements_read_runs_as_django_raw_would(client, uid):
+    """``fetch_models`` (the claims' reader) builds the same instance as ``objects.raw``: every
+    field through its converters (JSON, dates, foreign keys), other columns as attributes."""
+    from durable_celery.models import WorkflowExecution
+    from durable_celery.store.rows import fetch_models
+
+    handle = client.start(lw.lv_sequence, 3, workflow_id=f"rows-{uid}", task_queue=f"i-{uid}")
+    WorkflowExecution.objects.filter(pk=_pk(handle)).update(
+        document={"a": [1, {"b": None}]}, result={"x": "é"}, retry_policy={"maximum_attempts": 2})
+    table = WorkflowExecution._meta.db_table
+    sql = f"SELECT *, 41 + 1 AS durable_extra FROM {table} WHERE id = %s"
+    (ours,) = fetch_models(WorkflowExecution, sql, [_pk(handle)])
+    (theirs,) = WorkflowExecution.objects.raw(sql, [_pk(handle)])
+    fields = [f.attname for f in WorkflowExecution._meta.concrete_fields]
+    assert {f: getattr(ours, f) for f in fields} == {f: getattr(theirs, f) for f in fields}
+    assert ours.document == {"a": [1, {"b": None}]} and ours.args == [3]
+    assert ours.durable_extra == theirs.durable_extra == 42
+    assert not ours._state.adding
+    assert fetch_models(WorkflowExecution, sql, [-1]) == []
