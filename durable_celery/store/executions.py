@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 from contextlib import nullcontext
 from datetime import timedelta
 from typing import Any, NamedTuple
@@ -187,6 +188,12 @@ _OUTCOME = (f"SELECT status, workflow_name, result, error "
             f"WHERE run_id = %s AND namespace = %s AND workflow_id = %s")
 
 
+def _from_json(value: str | None) -> Any:
+    """A JSON column as a plain statement returns it (text: Django has the driver leave JSON
+    to its fields) decoded."""
+    return None if value is None else json.loads(value)
+
+
 def outcome_of(namespace: str, workflow_id: str, run_id: str) -> RunOutcome:
     """The status and outcome of the run ``run_id``, or of the last run of the continue-as-new
     chain it started: one index lookup of four columns per run (a poll reads no arguments,
@@ -195,7 +202,6 @@ def outcome_of(namespace: str, workflow_id: str, run_id: str) -> RunOutcome:
     Raises:
         WorkflowNotFoundError: There is no such run.
     """
-    fields = WorkflowExecution._meta
     while True:
         with connection.cursor() as cursor:
             cursor.execute(_OUTCOME, [run_id, namespace, workflow_id])
@@ -208,9 +214,7 @@ def outcome_of(namespace: str, workflow_id: str, run_id: str) -> RunOutcome:
             previous_run_id=run_id).order_by("id").values_list("run_id", flat=True).first() \
             if status == ExecutionStatus.CONTINUED else None
         if following is None:
-            return RunOutcome(run_id, status, name,
-                              fields.get_field("result").from_db_value(result, None, connection),
-                              fields.get_field("error").from_db_value(error, None, connection))
+            return RunOutcome(run_id, status, name, _from_json(result), _from_json(error))
         run_id = following
 
 

@@ -36,9 +36,10 @@ class _Reading:
 
 @lru_cache(maxsize=64)
 def _reading(model: type[models.Model], columns: tuple[str, ...], vendor: str) -> _Reading:
-    by_column = {field.column: field for field in model._meta.concrete_fields}
+    by_column = {field.column for field in model._meta.concrete_fields}
     where = {name: index for index, name in enumerate(columns)}
-    fields = [field for field in model._meta.concrete_fields if field.column in where]
+    fields = [field for field in model._meta.concrete_fields
+              if field.column is not None and field.column in where]
     converters = []
     for index, field in enumerate(fields):
         col = field.get_col(model._meta.db_table)
@@ -48,7 +49,7 @@ def _reading(model: type[models.Model], columns: tuple[str, ...], vendor: str) -
             converters.append((index, calls, col))
     return _Reading(
         field_names=tuple(field.attname for field in fields),
-        positions=tuple(where[field.column] for field in fields),
+        positions=tuple(where[str(field.column)] for field in fields),
         converters=tuple(converters),
         extras=tuple((name, index) for index, name in enumerate(columns)
                      if name not in by_column))
