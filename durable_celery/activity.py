@@ -42,12 +42,21 @@ class ActivityContext:
     task_queue: str
     headers: dict[str, Any] = field(default_factory=dict)
     heartbeat_details: Any = None
-    task_token: str = ""
+    token_source: Callable[[], str] | None = field(default=None, repr=False)
     heartbeat_timeout: float | None = None
     cancelled: bool = False
     last_heartbeat: float = field(default_factory=time.monotonic)
     recorder: HeartbeatRecorder | None = field(default=None, repr=False)
     _last_recorded: float = field(default=0.0, repr=False)
+    _task_token: str | None = field(default=None, repr=False)
+
+    @property
+    def task_token(self) -> str:
+        """Names this attempt for ``client.complete_activity`` / ``fail_activity``: signed
+        when first asked for (most activities never ask; signing cost 0.1 ms each)."""
+        if self._task_token is None:
+            self._task_token = self.token_source() if self.token_source is not None else ""
+        return self._task_token
 
     def __getitem__(self, key: str) -> Any:
         return getattr(self, key)

@@ -29,6 +29,10 @@ __all__ = ["TRACER_NAME", "record_span", "span_attributes", "workflow_span", "wo
 
 logger = logging.getLogger(__name__)
 
+#: What ``get_tracer_provider()`` returns while no tracer provider was set: spans go nowhere.
+_DROPPING_PROVIDERS: tuple[type, ...] = () if otel_trace is None else (
+    otel_trace.ProxyTracerProvider, otel_trace.NoOpTracerProvider)
+
 #: Instrumentation scope of the spans durable_celery creates.
 TRACER_NAME = "durable_celery"
 
@@ -70,8 +74,10 @@ def _workflow_context(namespace: str, workflow_id: str) -> Any:
 @contextmanager
 def workflow_span(name: str, namespace: str, workflow_id: str,
                   attributes: dict[str, Any]) -> Iterator[None]:
-    """A span named ``name`` in the workflow's trace around the ``with`` block."""
-    if otel_trace is None:
+    """A span named ``name`` in the workflow's trace around the ``with`` block (nothing while
+    no tracer provider is set: OpenTelemetry would drop the span, and building it cost about a
+    tenth of a millisecond of every activity and step)."""
+    if otel_trace is None or isinstance(otel_trace.get_tracer_provider(), _DROPPING_PROVIDERS):
         yield
         return
     try:

@@ -198,7 +198,8 @@ def _invoke(definition: ActivityDefinition, message: dict[str, Any], worker_id: 
             definition.function, message.get("args", []), where=f"activity {definition.name!r}"),
         workflow_id=message["workflow_id"], attempt=int(message["attempt"]),
         task_queue=message.get("task_queue") or "", headers=dict(message.get("headers") or {}),
-        heartbeat_details=message.get("heartbeat_details"), task_token=task_token(message),
+        heartbeat_details=message.get("heartbeat_details"),
+        token_source=lambda: task_token(message),
         heartbeat_timeout=float(heartbeat_timeout) if heartbeat_timeout else None)
 
     def record(details: Any) -> tuple[bool, bool]:
