@@ -76,7 +76,7 @@ def claim_attempt(message: dict[str, Any], worker_id: int,
             pk=message["event"], status=HistoryStatus.SCHEDULED, attempts=message["attempt"],
             worker__isnull=True, started_at__isnull=True).update(
                 worker_id=worker_id, started_at=now, celery_task_id=celery_task_id,
-                heartbeat_at=None, lease_until=running_lease(event, now)):
+                heartbeat_at=None, lease_until=running_lease(event.input, now)):
         return None
     return ClaimedAttempt(WorkflowExecution.objects.filter(pk=message["execution"]).first()
                           if catch_up is not None else None)

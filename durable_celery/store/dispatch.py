@@ -8,6 +8,7 @@ right after commit, without a broker hop.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -42,16 +43,17 @@ def is_local(event: HistoryEvent) -> bool:
     return bool(event.input.get("local"))
 
 
-def running_lease(event: HistoryEvent, started: datetime) -> datetime | None:
-    """When an attempt that started at ``started`` has timed out, if it has a timeout.
+def running_lease(call_input: Mapping[str, Any], started: datetime) -> datetime | None:
+    """When an attempt that started at ``started`` has timed out, if it has a timeout
+    (``call_input``: the call's recorded input, or the same keys from its message).
 
     ``start_to_close_timeout`` counts from the start; ``heartbeat_timeout`` from the last
     heartbeat (or the start). The worker enforces both itself; the sweeper acts after
     ``DURABLE_ACTIVITY_LEASE_GRACE`` more seconds, for a worker that could not.
     """
     grace = float(durable_setting("DURABLE_ACTIVITY_LEASE_GRACE"))
-    limits = [value for value in (event.input.get("start_to_close_timeout"),
-                                  event.input.get("heartbeat_timeout")) if value]
+    limits = [value for value in (call_input.get("start_to_close_timeout"),
+                                  call_input.get("heartbeat_timeout")) if value]
     if not limits:
         return None
     return started + timedelta(seconds=min(float(v) for v in limits) + grace)

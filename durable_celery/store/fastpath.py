@@ -386,6 +386,15 @@ def _decoded(value: Any) -> list[Any]:
     return json.loads(value) if isinstance(value, str) else list(value)
 
 
+#: The run's columns, named (not ``*``): the statements' result columns are then known without
+#: asking the driver to describe them, and a column added later changes nothing here.
+_RUN_FIELDS = tuple(str(field.column) for field in WorkflowExecution._meta.concrete_fields)
+
+
+def _run_columns(prefix: str = "") -> str:
+    return ", ".join(f'{prefix}"{column}"' for column in _RUN_FIELDS)
+
+
 _CLAIM = f"""
 WITH acknowledged AS (DELETE FROM {_OUTBOX} WHERE id = ANY(%(acks)s))
 UPDATE {_HISTORY} SET worker_id = %(worker)s, started_at = %(now)s,
@@ -402,7 +411,8 @@ claimed AS (
      AND worker_id IS NULL AND started_at IS NULL
   RETURNING execution_id
 )
-SELECT e.*, CASE WHEN %(since)s::integer IS NULL OR e.step_count <= %(since)s THEN NULL ELSE (
+SELECT {_run_columns("e.")},
+  CASE WHEN %(since)s::integer IS NULL OR e.step_count <= %(since)s THEN NULL ELSE (
   SELECT coalesce(json_agg(json_build_array(h.id, h.seq, h.dimension, h.kind, h.name, h.status,
                                             h.result, h.error, h.observed_step)), '[]'::json)
     FROM {_HISTORY} h
@@ -426,9 +436,8 @@ def claim_attempt_fast(message: dict[str, Any], worker_id: int, celery_task_id: 
         ``(claimed, run as read)``.
     """
     now = now or clock.now()
-    lease = running_lease(HistoryEvent(input={
-        "start_to_close_timeout": message.get("timeout"),
-        "heartbeat_timeout": message.get("heartbeat_timeout")}), now)
+    lease = running_lease({"start_to_close_timeout": message.get("timeout"),
+                           "heartbeat_timeout": message.get("heartbeat_timeout")}, now)
     params: dict[str, Any] = {
         "acks": take_acknowledgements(), "worker": worker_id, "now": now,
         "task_id": celery_task_id, "lease": lease, "event": int(message["event"]),
@@ -439,7 +448,8 @@ def claim_attempt_fast(message: dict[str, Any], worker_id: int, celery_task_id: 
             return bool(cursor.rowcount), None
     since, dimension, position = catch_up
     claimed = fetch_models(WorkflowExecution, _CLAIM_READING_RUN, {
-        **params, "since": since, "dimension": dimension, "position": position})
+        **params, "since": since, "dimension": dimension, "position": position},
+        columns=(*_RUN_FIELDS, "durable_missed"))
     if not claimed:
         return False, None
     run = claimed[0]
@@ -466,7 +476,7 @@ _CLAIM_STEP = f"""
 UPDATE {_EXECUTION} SET step_claimed_by_id = %(worker)s, step_claimed_until = %(lease)s
  WHERE id = %(execution)s AND status IN ('pending', 'running')
    AND (step_claimed_by_id IS NULL OR step_claimed_until < %(now)s)
-RETURNING *,
+RETURNING {_run_columns()},
   EXISTS (SELECT 1 FROM {_THREAD} t WHERE t.execution_id = {_EXECUTION}.id
              AND t.status = 'running') AS durable_has_threads,
   EXISTS (SELECT 1 FROM {_HISTORY} h
@@ -480,5 +490,6 @@ def claim_step_returning(execution_pk: int, worker_id: int, now: datetime,
     (``durable_has_threads``) and any history at all (``durable_has_history``), so that a step
     does not query what is not there."""
     claimed = fetch_models(WorkflowExecution, _CLAIM_STEP, {
-        "worker": worker_id, "lease": lease, "execution": execution_pk, "now": now})
+        "worker": worker_id, "lease": lease, "execution": execution_pk, "now": now},
+        columns=(*_RUN_FIELDS, "durable_has_threads", "durable_has_history"))
     return claimed[0] if claimed else None

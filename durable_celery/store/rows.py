@@ -55,16 +55,19 @@ def _reading(model: type[models.Model], columns: tuple[str, ...], vendor: str) -
                      if name not in by_column))
 
 
-def fetch_models(model: type[M], sql: str, params: Sequence[Any] | Mapping[str, Any]) -> list[M]:
+def fetch_models(model: type[M], sql: str, params: Sequence[Any] | Mapping[str, Any],
+                 columns: tuple[str, ...] | None = None) -> list[M]:
     """Run ``sql`` and return one ``model`` instance per row it returns, as
     ``model.objects.raw(sql, params)`` would: each column named like a field's column fills that
     field (through the field's converters); any other column becomes an attribute of that name,
-    as the driver returned it."""
+    as the driver returned it. ``columns``, when the statement names its result columns, saves
+    asking the driver for them (psycopg builds that description anew for each statement)."""
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        if cursor.description is None:
-            return []
-        columns = tuple(column[0] for column in cursor.description)
+        if columns is None:
+            if cursor.description is None:
+                return []
+            columns = tuple(column[0] for column in cursor.description)
         rows = cursor.fetchall()
     if not rows:
         return []
