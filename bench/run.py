@@ -118,7 +118,7 @@ def _measure(backend: str, sizes: list[int], fan_out: int, throughput: int) -> d
     from bench.workflows import bench_fan_out, bench_sequence
 
     results: dict[str, Any] = {"backend": backend, "sizes": sizes, "steps": {}}
-    repeats = {n: 5 if n <= 10 else 3 if n <= 100 else 1 for n in sizes}
+    repeats = {n: 5 if n <= 100 else 1 for n in sizes}
     durable = lambda n: _time_durable(bench_sequence, n)  # noqa: E731
 
     worker = Worker({}, workdir / "worker-eager.log")
