@@ -53,7 +53,7 @@ TARGETS = [
 def _use_result_backend(url: str) -> None:
     from celery import current_app
 
-    app = current_app._get_current_object()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]  # a Proxy at run time
     os.environ["CELERY_RESULT_BACKEND"] = url  # Celery reads this variable before its setting
     app.conf.result_backend = url
     app._backend = app._get_backend()  # replaces the one built for the previous setting
