@@ -53,7 +53,7 @@ setting                                 default  meaning
                                                  every Celery worker; heartbeats run regardless
 ``DURABLE_RESULT_POLL_INTERVAL``        0.05     longest wait, in seconds, between two
                                                  database polls of ``handle.result()`` (it
-                                                 polls after a tenth of the time waited so
+                                                 polls after a twentieth of the time waited so
                                                  far, from 2 ms up to this)
 ``DURABLE_PUBLISH_TIMEOUT``             2.0      seconds a publication may wait for the broker
                                                  before the message is left to the outbox
