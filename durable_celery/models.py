@@ -119,9 +119,13 @@ class WorkflowExecution(models.Model):
         default=True, help_text="a replay step is due although no new outcome arrived")
     # Not indexed: an index on a column every step changes makes every step's UPDATE write
     # every index of this table (no HOT update); claims are looked up among active runs only.
+    # Without an index a foreign-key constraint (or Django's SET_NULL) would make deleting a
+    # worker row scan every run: there is none, and prune_workers deletes only processes that
+    # hold no claim (a finished run holds none).
     step_claimed_by = models.ForeignKey(
-        Worker, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
-        db_index=False, help_text="the worker process running a replay step of this run now")
+        Worker, on_delete=models.DO_NOTHING, null=True, blank=True, related_name="+",
+        db_index=False, db_constraint=False,
+        help_text="the worker process running a replay step of this run now")
     step_claimed_until = models.DateTimeField(null=True, blank=True)
     step_failures = models.PositiveIntegerField(
         default=0, help_text="consecutive steps whose decision could not be recorded")

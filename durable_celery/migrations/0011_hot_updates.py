@@ -4,9 +4,10 @@ A step's UPDATE of ``durable_celery_workflowexecution`` changes the run's versio
 and ``updated_at``. While any index named one of those columns, PostgreSQL wrote a new entry in
 every index of the table (thirteen of them, a GIN among them) for every step, claim and settled
 fan-out member. Now none does: the step-request index lists the runs asking for a step by
-``created_at``, the step claim has no index of its own (claims are looked up among active runs),
-and on PostgreSQL the table leaves a fifth of each page free so the new row version fits next to
-the old one. Also dropped: the history's lone ``execution_id`` index (the position and
+``created_at``, the step claim has neither an index nor a foreign-key constraint (claims are
+looked up among active runs; without an index, the constraint would make deleting a worker row
+scan every run), and on PostgreSQL the table leaves a fifth of each page free so the new row
+version fits next to the old one. Also dropped: the history's lone ``execution_id`` index (the position and
 observed-step indexes lead with it) and, on PostgreSQL, the ``LIKE`` index Django adds to the
 unique ``run_id`` (nothing searches run ids by prefix).
 
@@ -74,7 +75,7 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='workflowexecution',
             name='step_claimed_by',
-            field=models.ForeignKey(blank=True, db_index=False, help_text='the worker process running a replay step of this run now', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='durable_celery.worker'),
+            field=models.ForeignKey(blank=True, db_constraint=False, db_index=False, help_text='the worker process running a replay step of this run now', null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='durable_celery.worker'),
         ),
         migrations.AddIndex(
             model_name='workflowexecution',

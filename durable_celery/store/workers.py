@@ -119,8 +119,8 @@ def prune_workers(now: datetime | None = None, keep: float = 86400.0) -> int:
     if not old:
         return 0
     old -= set(HistoryEvent.objects.filter(status=HistoryStatus.SCHEDULED, worker_id__in=old)
-               .values_list("worker_id", flat=True))
+               .order_by().values_list("worker_id", flat=True))
     old -= set(WorkflowExecution.objects.active().filter(step_claimed_by_id__in=old)
-               .values_list("step_claimed_by_id", flat=True))
+               .order_by().values_list("step_claimed_by_id", flat=True))
     deleted, _ = Worker.objects.filter(pk__in=old).delete()
     return deleted

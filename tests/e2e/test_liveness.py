@@ -406,3 +406,33 @@ def test_a_dead_process_step_claim_is_taken_back_once_and_again_if_it_beat_again
     claimed_by_dead_process()
     wait_until(taken_back, what="the second claim released")
     assert Worker.objects.get(pk=dead.pk).recovered_at is not None
+
+
+def test_forgetting_old_workers_looks_at_no_run_but_the_active_ones(client, uid):
+    """A worker row dead for over a day that holds nothing is deleted without a statement over
+    every run: the step claim has no index, so it has no foreign-key constraint either (each
+    deleted worker would make PostgreSQL look through every run) and Django sets nothing to
+    NULL (a finished run holds no claim)."""
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from durable_celery.models import Worker, WorkflowExecution
+    from durable_celery.store.workers import prune_workers
+
+    long_ago = timezone.now() - timedelta(days=3)
+    old = Worker.objects.create(name=f"old-{uid}@test", hostname="test", pid=1,
+                                heartbeat_at=long_ago, stopped_at=long_ago)
+    with CaptureQueriesContext(connection) as queries:
+        assert prune_workers() >= 1
+    assert not Worker.objects.filter(pk=old.pk).exists()
+    runs = [q["sql"] for q in queries if WorkflowExecution._meta.db_table in q["sql"]]
+    assert len(runs) == 1 and "IN ('pending', 'running')" in runs[0].replace('"', "'"), runs
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_constraint WHERE contype = 'f' "
+                           "AND conrelid = %s::regclass AND confrelid = %s::regclass",
+                           [WorkflowExecution._meta.db_table, Worker._meta.db_table])
+            assert cursor.fetchone() == (0,)
