@@ -7,9 +7,9 @@ fan-out member. Now none does: the step-request index lists the runs asking for 
 ``created_at``, the step claim has neither an index nor a foreign-key constraint (claims are
 looked up among active runs; without an index, the constraint would make deleting a worker row
 scan every run), and on PostgreSQL the table leaves a fifth of each page free so the new row
-version fits next to the old one. Also dropped: the history's lone ``execution_id`` index (the position and
-observed-step indexes lead with it) and, on PostgreSQL, the ``LIKE`` index Django adds to the
-unique ``run_id`` (nothing searches run ids by prefix).
+version fits next to the old one. Also dropped: the history's lone ``execution_id`` index (the
+position and observed-step indexes lead with it) and, on PostgreSQL, the ``LIKE`` index Django
+adds to the unique ``run_id`` (nothing searches run ids by prefix).
 
 Without its index, a dead process's step claims are found by scanning the active runs; the new
 ``Worker.recovered_at`` makes the sweeper do that once per dead process, not at every pass.
