@@ -387,7 +387,7 @@ def test_a_dead_process_step_claim_is_taken_back_once_and_again_if_it_beat_again
             heartbeat_at=timezone.now() - timedelta(seconds=120))
 
     def taken_back() -> bool:
-        with capture_publishes(send=False):
+        with capture_publishes():
             recover_dead_workers()
         run.refresh_from_db()
         return run.step_claimed_by_id is None and run.step_requested
@@ -395,11 +395,15 @@ def test_a_dead_process_step_claim_is_taken_back_once_and_again_if_it_beat_again
     claimed_by_dead_process()
     Worker.objects.filter(pk=main.pk).update(stopped_at=timezone.now())  # not beating for it
     wait_until(taken_back, what="the dead process's claim released")
-    wait_until(lambda: recover_dead_workers() == 0 and not unrecovered_dead_ids(),
-               what="every dead process recovered")
-    with CaptureQueriesContext(connection) as queries:
-        assert recover_dead_workers() == 0
-    assert [q["sql"] for q in queries if "workflowexecution" in q["sql"]] == []
+    assert dead.pk not in unrecovered_dead_ids()
+
+    def a_pass_reads_no_run() -> bool:
+        # Other tests' stand-in processes go stale now and then: each is looked for once.
+        with CaptureQueriesContext(connection) as queries, capture_publishes():
+            recover_dead_workers()
+        return not any("workflowexecution" in q["sql"] for q in queries)
+
+    wait_until(a_pass_reads_no_run, what="a sweeper pass that reads no run")
 
     beat(main.pk, [dead.pid], timezone.now())  # it was alive after all
     assert Worker.objects.get(pk=dead.pk).recovered_at is None
@@ -423,12 +427,18 @@ def test_forgetting_old_workers_looks_at_no_run_but_the_active_ones(client, uid)
     from durable_celery.store.workers import prune_workers
 
     long_ago = timezone.now() - timedelta(days=3)
-    old = Worker.objects.create(name=f"old-{uid}@test", hostname="test", pid=1,
-                                heartbeat_at=long_ago, stopped_at=long_ago)
-    with CaptureQueriesContext(connection) as queries:
-        assert prune_workers() >= 1
-    assert not Worker.objects.filter(pk=old.pk).exists()
-    runs = [q["sql"] for q in queries if WorkflowExecution._meta.db_table in q["sql"]]
+
+    def forgotten_by_this_pass() -> list[str] | None:
+        # A live worker's sweeper may forget the row first: then try again with a new one.
+        old = Worker.objects.create(name=f"old-{uid}@test", hostname="test", pid=1,
+                                    heartbeat_at=long_ago, stopped_at=long_ago)
+        with CaptureQueriesContext(connection) as queries:
+            pruned = prune_workers()
+        assert not Worker.objects.filter(pk=old.pk).exists()
+        return [q["sql"] for q in queries] if pruned else None
+
+    statements = wait_until(forgotten_by_this_pass, what="an old worker forgotten by this pass")
+    runs = [sql for sql in statements if WorkflowExecution._meta.db_table in sql]
     assert len(runs) == 1 and "IN ('pending', 'running')" in runs[0].replace('"', "'"), runs
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
