@@ -57,6 +57,10 @@ class ExecutionQuerySet(models.QuerySet["WorkflowExecution"]):
         """Every run of this workflow id in this namespace (at most one of them active)."""
         return self.filter(namespace=namespace, workflow_id=workflow_id)
 
+    def continuing(self, namespace: str, workflow_id: str, run_id: str) -> ExecutionQuerySet:
+        """The run that ``run_id`` continued as new into (first if several were recorded)."""
+        return self.named(namespace, workflow_id).filter(previous_run_id=run_id).order_by("id")
+
     def needing_step(self, before: datetime) -> ExecutionQuerySet:
         """Active runs that asked for a step before ``before`` and did not get one."""
         return self.active().filter(step_requested=True, updated_at__lt=before)

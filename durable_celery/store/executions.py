@@ -163,8 +163,8 @@ def chain_end(execution: WorkflowExecution) -> WorkflowExecution:
     """The last run of the continue-as-new chain ``execution`` belongs to (itself when it did
     not continue as new): where the workflow that run started is now."""
     while execution.status == ExecutionStatus.CONTINUED:
-        following = WorkflowExecution.objects.named(execution.namespace, execution.workflow_id) \
-            .filter(previous_run_id=execution.run_id).order_by("id").first()
+        following = WorkflowExecution.objects.continuing(
+            execution.namespace, execution.workflow_id, execution.run_id).first()
         if following is None:
             break
         execution = following
@@ -210,8 +210,8 @@ def outcome_of(namespace: str, workflow_id: str, run_id: str) -> RunOutcome:
             raise WorkflowNotFoundError(
                 f"no workflow with id {workflow_id!r} run {run_id!r} in namespace {namespace!r}")
         status, name, result, error = row
-        following = WorkflowExecution.objects.named(namespace, workflow_id).filter(
-            previous_run_id=run_id).order_by("id").values_list("run_id", flat=True).first() \
+        following = WorkflowExecution.objects.continuing(namespace, workflow_id, run_id) \
+            .values_list("run_id", flat=True).first() \
             if status == ExecutionStatus.CONTINUED else None
         if following is None:
             return RunOutcome(run_id, status, name, _from_json(result), _from_json(error))
