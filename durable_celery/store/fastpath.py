@@ -395,18 +395,30 @@ def _run_columns(prefix: str = "") -> str:
     return ", ".join(f'{prefix}"{column}"' for column in _RUN_FIELDS)
 
 
+#: A claim is a lease, not a result: its commit does not wait for the disk
+#: (``synchronous_commit`` off for its own transaction only). A claim lost to a crash of the
+#: database *server* leaves the attempt looking queued — the process that ran it still records
+#: its result (the result's statement accepts an unclaimed attempt, and waits for the disk),
+#: and only a second delivery of the message in that window could run it again, as after any
+#: lost claim. A crash of the worker, or a dropped connection, loses nothing: PostgreSQL has
+#: the commit and writes it out within ``wal_writer_delay``. Saves a disk flush (about a
+#: third of the statement's time here) on every delivered attempt.
+_RELAXED = "relaxed AS (SELECT set_config('synchronous_commit', 'off', true))"
+
 _CLAIM = f"""
-WITH acknowledged AS (DELETE FROM {_OUTBOX} WHERE id = ANY(%(acks)s))
+WITH acknowledged AS (DELETE FROM {_OUTBOX} WHERE id = ANY(%(acks)s)), {_RELAXED}
 UPDATE {_HISTORY} SET worker_id = %(worker)s, started_at = %(now)s,
        celery_task_id = %(task_id)s, heartbeat_at = NULL, lease_until = %(lease)s
+  FROM relaxed
  WHERE id = %(event)s AND status = 'scheduled' AND attempts = %(attempt)s
    AND worker_id IS NULL AND started_at IS NULL"""
 
 _CLAIM_READING_RUN = f"""
-WITH acknowledged AS (DELETE FROM {_OUTBOX} WHERE id = ANY(%(acks)s)),
+WITH acknowledged AS (DELETE FROM {_OUTBOX} WHERE id = ANY(%(acks)s)), {_RELAXED},
 claimed AS (
   UPDATE {_HISTORY} SET worker_id = %(worker)s, started_at = %(now)s,
          celery_task_id = %(task_id)s, heartbeat_at = NULL, lease_until = %(lease)s
+    FROM relaxed
    WHERE id = %(event)s AND status = 'scheduled' AND attempts = %(attempt)s
      AND worker_id IS NULL AND started_at IS NULL
   RETURNING execution_id
@@ -431,6 +443,9 @@ def claim_attempt_fast(message: dict[str, Any], worker_id: int, celery_task_id: 
     keeps in memory) the statement also reads the run and, when the run moved on since, what
     ``HistoryEvent.objects.missed_by`` would read for the thread (``durable_missed``, for
     ``durable_missed_for``). See :func:`durable_celery.store.activities.claim_attempt`.
+
+    Its commit does not wait for the disk (:data:`_RELAXED`): call it in autocommit, never
+    inside a transaction that records anything else.
 
     Returns:
         ``(claimed, run as read)``.
@@ -473,7 +488,9 @@ def has_news_fast(execution_pk: int) -> bool:
 
 
 _CLAIM_STEP = f"""
+WITH {_RELAXED}
 UPDATE {_EXECUTION} SET step_claimed_by_id = %(worker)s, step_claimed_until = %(lease)s
+  FROM relaxed
  WHERE id = %(execution)s AND status IN ('pending', 'running')
    AND (step_claimed_by_id IS NULL OR step_claimed_until < %(now)s)
 RETURNING {_run_columns()},
@@ -488,7 +505,8 @@ def claim_step_returning(execution_pk: int, worker_id: int, now: datetime,
     """Claim a run's step and read the run in the same statement (see
     :func:`durable_celery.store.steps.claim_step`), with whether it has hook threads running
     (``durable_has_threads``) and any history at all (``durable_has_history``), so that a step
-    does not query what is not there."""
+    does not query what is not there. Like the attempt's claim, its commit does not wait for
+    the disk: call it in autocommit."""
     claimed = fetch_models(WorkflowExecution, _CLAIM_STEP, {
         "worker": worker_id, "lease": lease, "execution": execution_pk, "now": now},
         columns=(*_RUN_FIELDS, "durable_has_threads", "durable_has_history"))

@@ -400,3 +400,57 @@ def test_claim_statements_read_runs_as_django_raw_would(client, uid):
     assert ours.durable_extra == theirs.durable_extra == 42
     assert not ours._state.adding
     assert fetch_models(WorkflowExecution, sql, [-1]) == []
+
+
+def test_claims_do_not_wait_for_the_disk_and_change_nothing_else_on_the_connection(client, uid):
+    """A claim — of a run's step, of an attempt delivered through the broker — is a lease: its
+    statement turns ``synchronous_commit`` off for its own transaction (no disk flush before
+    the commit returns), and the connection's setting is back afterwards, so the statements that
+    record results still wait for the disk. The claim itself is committed and holds: a second
+    delivery of the same message claims nothing, and the activity runs once."""
+    from django.db import connection, transaction
+
+    from durable_celery import clock
+    from durable_celery.models import HistoryEvent
+    from durable_celery.store.activities import claim_attempt
+    from durable_celery.store.fastpath import claim_step_returning
+    from durable_celery.store.steps import run_replay_step
+    from durable_celery.transport.activities import run_delivered_attempt
+    from durable_celery.transport.worker import current_worker_id
+
+    if connection.vendor != "postgresql":
+        pytest.skip("synchronous_commit is PostgreSQL's")
+
+    def setting() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            return cursor.fetchone()[0]
+
+    class Undo(Exception):
+        pass
+
+    worker = current_worker_id()
+    handle = client.start(lw.lv_sequence, 2, workflow_id=f"relaxed-{uid}", task_queue=f"i-{uid}")
+    assert setting() == "on"
+    now = clock.now()
+    with pytest.raises(Undo), transaction.atomic():
+        assert claim_step_returning(_pk(handle), worker, now, now) is not None
+        assert setting() == "off"
+        raise Undo  # leave the step to run_replay_step below
+    assert setting() == "on"
+    with capture_publishes(send=False) as sent:
+        run_replay_step(_pk(handle), worker)
+        first = sent[-1][2][0]
+        with transaction.atomic():
+            assert claim_attempt(first, worker, "first-copy") is not None
+            assert setting() == "off"
+        assert setting() == "on"
+        assert HistoryEvent.objects.get(pk=first["event"]).celery_task_id == "first-copy"
+        assert claim_attempt(first, worker, "second-copy") is None
+        HistoryEvent.objects.filter(pk=first["event"]).update(worker=None, started_at=None)
+        for position in (1, 2):
+            assert run_delivered_attempt(sent[-1][2][0], f"r{position}")["outcome"] == \
+                "completed"
+            assert setting() == "on"
+    assert handle.result(timeout=10) == 2
+    assert count(f"seq-relaxed-{uid}") == 2  # each of the two activities ran once
