@@ -402,7 +402,7 @@ def _run_columns(prefix: str = "") -> str:
 #: and only a second delivery of the message in that window could run it again, as after any
 #: lost claim. A crash of the worker, or a dropped connection, loses nothing: PostgreSQL has
 #: the commit and writes it out within ``wal_writer_delay``. Saves a disk flush (about a
-#: third of the statement's time here) on every delivered attempt.
+#: quarter of the claim's 0.8 ms here) on every delivered attempt and every step claim.
 _RELAXED = "relaxed AS (SELECT set_config('synchronous_commit', 'off', true))"
 
 _CLAIM = f"""
