@@ -33,9 +33,10 @@ from ..models import (
     WorkflowExecution,
 )
 from ..retry import RetryPolicy, exception_type_names
+from .claims import claim_attempt_fast
 from .commands import NO_EAGER, EagerPolicy
 from .dispatch import activity_message, running_lease
-from .fastpath import claim_attempt_fast, usable
+from .fastpath import usable
 from .sequential import record_activity_outcome
 from .steps import run_cache
 

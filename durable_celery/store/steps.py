@@ -39,12 +39,12 @@ from ..models import (
 )
 from ..registry import find_workflow, registered_workflows
 from ..telemetry import workflow_span
+from .claims import claim_step_returning
 from .commands import NO_EAGER, EagerPolicy
 from .connection import with_fresh_connection
 from .decisions import Decision, Due, StepLost, count_step_failure, record_decision
 from .effects import StepEffects, StepPort
 from .fastpath import (
-    claim_step_returning,
     has_news_fast,
     record_step_in_one_statement,
     usable,

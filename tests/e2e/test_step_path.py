@@ -413,7 +413,7 @@ def test_claims_do_not_wait_for_the_disk_and_change_nothing_else_on_the_connecti
     from durable_celery import clock
     from durable_celery.models import HistoryEvent
     from durable_celery.store.activities import claim_attempt
-    from durable_celery.store.fastpath import claim_step_returning
+    from durable_celery.store.claims import claim_step_returning
     from durable_celery.store.steps import run_replay_step
     from durable_celery.transport.activities import run_delivered_attempt
     from durable_celery.transport.worker import current_worker_id
