@@ -18,15 +18,15 @@ _INTERRUPTED = {"class": "DurableInterruptedError", "type": "DurableInterruptedE
                 "message": "interrupted", "code": 410}
 
 
+#: The shortest wait between two polls of ``result()``, in seconds.
+_FIRST_POLL_DELAY = 0.002
+
+
 def _poll_delay(waited: float, longest: float) -> float:
     """Seconds until ``result()`` looks again: a twentieth of the time waited so far, at least
     2 ms and at most ``DURABLE_RESULT_POLL_INTERVAL`` — a short workflow's result is seen
     within milliseconds, a long one is not polled more often than the setting says."""
     return min(longest, max(_FIRST_POLL_DELAY, waited / 20))
-
-
-#: The shortest wait between two polls of ``result()``, in seconds.
-_FIRST_POLL_DELAY = 0.002
 
 
 class WorkflowHandle:
