@@ -19,7 +19,7 @@ from asyncio import events, futures
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import WorkflowSandboxError
+from ..errors import DurableInterruption, WorkflowSandboxError
 
 __all__ = ["DurableTimerHandle", "ReplayEventLoop", "run_outside_loop"]
 
@@ -34,6 +34,10 @@ class DurableTimerHandle(asyncio.TimerHandle):
 
 class ReplayEventLoop(asyncio.BaseEventLoop):
     """A selector-free event loop driven by :meth:`run_until_quiet`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.set_exception_handler(_report_unless_suspension)
 
     def _process_events(self, event_list: list[Any]) -> None:  # pragma: no cover - no I/O
         return None
@@ -94,6 +98,16 @@ class ReplayEventLoop(asyncio.BaseEventLoop):
                         handle._run()
         finally:
             events._set_running_loop(previous)
+
+
+def _report_unless_suspension(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """The loop's exception handler: a task the workflow left behind (``asyncio.wait``'s losers,
+    an ``ensure_future`` never awaited) ends with the suspension it was waiting on when the run
+    unwinds; that is the expected end of a suspended step, not an error to log. Anything else
+    goes to asyncio's default handler."""
+    if isinstance(context.get("exception"), DurableInterruption):
+        return
+    loop.default_exception_handler(context)
 
 
 def run_outside_loop(function: Callable[[], Any]) -> Any:

@@ -8,7 +8,11 @@ every way of awaiting a call that is not "only as a member of one group" answers
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 from typing import Any
+
+import pytest
 
 from durable_celery import workflow
 from durable_celery.engine import StepStatus
@@ -156,3 +160,31 @@ def test_a_wide_group_is_counted_once_not_once_per_member() -> None:
         assert CountedGroup.scans == 1
     finally:
         loop.close()
+
+
+def test_tasks_left_behind_at_a_suspension_are_not_logged_but_real_errors_are(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """``asyncio.wait``'s losers end with the suspension when the step unwinds: asyncio would
+    log each as "Task exception was never retrieved" (with a traceback) on every suspended
+    step. A left-behind task that failed on its own is still reported."""
+    async def race_and_orphan() -> Any:
+        acts = workflow.proxy_activities()
+
+        async def broken() -> None:
+            raise ValueError("left behind on purpose")
+
+        asyncio.ensure_future(broken())
+        done, _ = await asyncio.wait([asyncio.ensure_future(acts.a()),
+                                      asyncio.ensure_future(acts.b())],
+                                     return_when=asyncio.FIRST_COMPLETED)
+        return [t.result() for t in done]
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        sim = Sim(race_and_orphan, keep=True)
+        assert sim.step().status == StepStatus.SUSPENDED
+        sim.close()
+        del sim
+        gc.collect()
+    reported = [r.getMessage() + str(r.exc_info) for r in caplog.records]
+    assert not any("not finished yet" in text for text in reported), reported
+    assert any("left behind on purpose" in text for text in reported), reported
