@@ -308,7 +308,9 @@ class DurableClient:
             overlap: While a run of this schedule is still running, a fire is skipped
                 (``"skip"``, default and recorded), kept until it ends (``"buffer_one"``, at
                 most one waits), started anyway (``"allow_all"``) or replaces it
-                (``"cancel_other"``: the running run and its descendants are interrupted).
+                (``"cancel_other"``: the running run and its descendants are asked to cancel,
+                as ``handle.cancel(descend=True)`` does, and the fire starts once they have
+                ended; a newer fire replaces one still waiting).
             catchup_window: Fires missed while no worker ran are made up when they are at
                 most this old (default 1 hour, at least 10 seconds) and skipped beyond it.
             search, entity, expire, retry_policy: Start options of every run (see ``start``).

@@ -24,7 +24,8 @@ from .. import clock
 from ..errors import DuplicateWorkflowError
 from ..models import Schedule, ScheduleOverlap, WorkflowExecution
 from ..schedules import ScheduleTiming, run_workflow_id
-from .executions import IdReusePolicy, create_execution, interrupt_execution
+from .executions import IdReusePolicy, create_execution
+from .lifecycle import request_cancel
 from .operations import record_operator_action
 from .outbox import OutboxBatch
 
@@ -261,15 +262,28 @@ def _apply_overlap(schedule: Schedule, fire_at: datetime, now: datetime,
                          running=running[-1], buffered=iso(schedule.buffered_fire_at))
         return 0
     if running and schedule.overlap == ScheduleOverlap.CANCEL_OTHER:
-        # TODO(cancel): use handle.cancel() (cooperative cancellation) once it exists;
-        # until then the previous run and its descendants are interrupted (a hard stop).
-        reason = (f"schedule {schedule.schedule_id!r}: the fire at {iso(fire_at)} replaces this "
-                  f"run (overlap cancel_other)")
-        stopped: list[str] = []
-        for workflow_id in running:
-            stopped += interrupt_execution(schedule.namespace, workflow_id, reason, descend=True)
-        schedule.active_runs = []
-        record_event(schedule, ScheduleEvent.CANCELLED_PREVIOUS, now, fire_at=iso(fire_at),
-                     interrupted=stopped)
+        _cancel_others(schedule, running, fire_at, now)
+        return 0
     start_run(schedule, fire_at, now, batch)
     return 1
+
+
+def _cancel_others(schedule: Schedule, running: list[str], fire_at: datetime,
+                   now: datetime) -> None:
+    """``cancel_other``: ask the running runs (and their descendants) to cancel themselves,
+    and keep this fire until they have ended, as Temporal does: their cleanup (``finally:``,
+    ``except CancelledError:``) runs, and the new run never overlaps it. A newer fire replaces
+    a kept one (the older is counted as skipped). A run that handles its cancellation and goes
+    on holds the new run back until it ends."""
+    reason = (f"schedule {schedule.schedule_id!r}: the fire at {iso(fire_at)} replaces this "
+              f"run (overlap cancel_other)")
+    asked: list[str] = []
+    for workflow_id in running:
+        asked += request_cancel(schedule.namespace, workflow_id, reason=reason, descend=True)
+    if schedule.buffered_fire_at is not None:
+        schedule.fires_skipped += 1
+        record_event(schedule, ScheduleEvent.SKIPPED, now, fire_at=iso(schedule.buffered_fire_at),
+                     running=running[-1], replaced_by=iso(fire_at))
+    schedule.buffered_fire_at = fire_at
+    record_event(schedule, ScheduleEvent.CANCELLED_PREVIOUS, now, fire_at=iso(fire_at),
+                 running=running, cancelled=asked)

@@ -3,6 +3,8 @@ through ``DURABLE_IMPORTS``. Each run bumps counters so tests can count what ran
 
 from __future__ import annotations
 
+import asyncio
+
 from durable_celery import DurableFatalError, activity, durable_workflow, workflow
 from tests.support.counters import bump
 
@@ -36,4 +38,20 @@ async def scheduled_sleeper(key: str, seconds: float) -> str:
     await workflow.proxy_activities().schedule_mark(f"{key}-started", workflow_id)
     await workflow.sleep_for(seconds)
     await workflow.proxy_activities().schedule_mark(f"{key}-finished", workflow_id)
+    return workflow_id
+
+
+@durable_workflow
+async def scheduled_cleaner(key: str, seconds: float) -> str:
+    """Counts its start and sleeps; cancelled, it counts its cleanup (an activity) and ends
+    cancelled; otherwise it counts its end."""
+    workflow_id = str(workflow.get_context()["workflow_id"])
+    acts = workflow.proxy_activities()
+    await acts.schedule_mark(f"{key}-started", workflow_id)
+    try:
+        await workflow.sleep_for(seconds)
+    except asyncio.CancelledError:
+        await acts.schedule_mark(f"{key}-cleaned", workflow_id)
+        raise
+    await acts.schedule_mark(f"{key}-finished", workflow_id)
     return workflow_id

@@ -284,17 +284,24 @@ def test_overlap_buffer_one_starts_one_waiting_fire_when_the_run_ends(client, ma
     assert second.result(timeout=30) == second.workflow_id
 
 
-def test_overlap_cancel_other_interrupts_the_running_run(client, made, uid):
+def test_overlap_cancel_other_cancels_the_running_run_and_starts_after_its_cleanup(
+        client, made, uid):
+    """Temporal's CANCEL_OTHER: the running run is asked to cancel (its cleanup activity runs,
+    once), and the new fire's run starts only once the old run has ended."""
     key = f"cancel-{uid}"
-    schedule = make(client, made, sw.scheduled_sleeper, key, 60, schedule_id=f"cancel-{uid}",
-                    every="1s", overlap="cancel_other")
+    schedule = make(client, made, sw.scheduled_cleaner, key, 60, schedule_id=f"cancel-{uid}",
+                    every="2s", overlap="cancel_other")
     started(schedule, 2)
     schedule.pause()
     runs = runs_of(client, f"cancel-{uid}")
-    first = _execution(client, runs[0].workflow_id)
-    assert first["status"] == "interrupted" and "cancel_other" in first["error"]["message"]
-    info = schedule.describe()
-    assert runs[0].workflow_id in events(info, "cancelled_previous")[-1]["interrupted"]
+    first, second = (_execution(client, handle.workflow_id) for handle in runs[:2])
+    assert first["status"] == "interrupted", first  # how a cancelled run that re-raised ends
+    assert "cancel_other" in first["error"]["message"]
+    assert count(f"{key}-cleaned-{runs[0].workflow_id}") == 1  # its cleanup ran, once
+    assert second["created_at"] >= first["completed_at"]  # no overlap with the cleanup
+    entry = next(e for e in events(schedule.describe(), "cancelled_previous")
+                 if runs[0].workflow_id in e["cancelled"])
+    assert fire_time(runs[1].workflow_id) >= datetime.fromisoformat(entry["fire_at"])
     for handle in runs[1:]:
         handle.interrupt()
     assert count(f"{key}-finished") == 0
