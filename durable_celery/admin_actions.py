@@ -22,6 +22,7 @@ from .admin_detail import execution_url, pretty_json
 from .errors import DurableError
 from .models import ExecutionStatus, HistoryEvent, HistoryStatus, WorkflowExecution
 from .serialization import json_roundtrip
+from .statuses import RESUMABLE_STATUSES
 from .store import operations
 
 __all__ = ["OPERATE_PERMISSION", "InterruptForm", "SignalForm", "can_operate", "cancel_view",
@@ -201,7 +202,7 @@ def cancel_view(admin: ModelAdmin, request: HttpRequest, object_id: str) -> Http
 def resume_view(admin: ModelAdmin, request: HttpRequest, object_id: str) -> HttpResponse:
     """Continue an interrupted (or failed) run from where it stopped."""
     execution = _execution(admin, request, object_id)
-    if execution.status not in ("interrupted", "failed"):
+    if execution.status not in RESUMABLE_STATUSES:
         messages.error(request, f"Workflow is {execution.status}; only an interrupted or "
                                 f"failed run is resumed.")
         return HttpResponseRedirect(execution_url(execution.pk))

@@ -1,14 +1,11 @@
-"""Bulk actions of the workflow list: interrupt, and retry failed runs from their failed step.
+"""Bulk actions of the workflow list: interrupt, cancel, resume, and retry failed runs from
+their failed step.
 
 Each is a Django admin action (so the list's own CSRF-protected POST carries the selection),
 needs the ``operate_workflow`` permission, and first shows a confirmation page listing every
 selected run and whether the action applies to it; only the confirming POST acts. Each run
 acted on records the action in its history exactly as the single actions do
 (:mod:`durable_celery.store.operations`).
-
-Cancel and resume are not offered: ``WorkflowHandle.cancel()`` / ``resume()`` do not exist on
-this version's main line yet (another change adds them); add them here as two more
-``BulkAction`` entries once they do.
 """
 
 from __future__ import annotations
@@ -29,6 +26,7 @@ from .admin_detail import execution_url
 from .admin_format import STATUS_COLOURS, error_view
 from .errors import DurableError
 from .models import ExecutionStatus, WorkflowExecution
+from .statuses import RESUMABLE_STATUSES
 from .store import operations
 
 __all__ = ["BULK_ACTIONS", "BulkAction", "RetryForm", "bulk_cancel", "bulk_interrupt",
@@ -79,7 +77,7 @@ def _cancel(run: WorkflowExecution, user: str, options: dict[str, Any]) -> str:
 
 
 def _resume_applies(run: WorkflowExecution) -> str:
-    if run.status not in ("interrupted", "failed"):
+    if run.status not in RESUMABLE_STATUSES:
         return f"is {run.status}: only an interrupted or failed run is resumed"
     if getattr(run, "latest_pk", run.pk) != run.pk:
         return "is not the latest run of its id: resume the latest one"

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from django.db import models
 
-__all__ = ["ACTIVE_STATUSES", "ExecutionStatus", "HistoryStatus", "RESOLVED_STATUSES"]
+__all__ = ["ACTIVE_STATUSES", "ExecutionStatus", "HistoryStatus", "RESOLVED_STATUSES",
+           "RESUMABLE_STATUSES"]
 
 
 class ExecutionStatus(models.TextChoices):
@@ -20,6 +21,8 @@ class ExecutionStatus(models.TextChoices):
 
 
 ACTIVE_STATUSES = (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
+#: Ended runs ``handle.resume()`` continues from where they stopped.
+RESUMABLE_STATUSES = (ExecutionStatus.INTERRUPTED, ExecutionStatus.FAILED)
 
 
 class HistoryStatus(models.TextChoices):
