@@ -16,17 +16,13 @@ from typing import Any
 from django.db import connection
 
 from .. import clock
-from ..models import HistoryEvent, OutboxMessage, WorkflowExecution, WorkflowThread
+from ..models import WorkflowExecution
 from .dispatch import running_lease
 from .outbox import take_acknowledgements
 from .rows import fetch_models
+from .tables import EXECUTION_TABLE, HISTORY_TABLE, OUTBOX_TABLE, THREAD_TABLE
 
 __all__ = ["claim_attempt_fast", "claim_step_returning"]
-
-_EXECUTION = WorkflowExecution._meta.db_table
-_HISTORY = HistoryEvent._meta.db_table
-_OUTBOX = OutboxMessage._meta.db_table
-_THREAD = WorkflowThread._meta.db_table
 
 
 #: The run's columns, named (not ``*``): the statements' result columns are then known without
@@ -49,17 +45,17 @@ def _run_columns(prefix: str = "") -> str:
 _RELAXED = "relaxed AS (SELECT set_config('synchronous_commit', 'off', true))"
 
 _CLAIM = f"""
-WITH acknowledged AS (DELETE FROM {_OUTBOX} WHERE id = ANY(%(acks)s)), {_RELAXED}
-UPDATE {_HISTORY} SET worker_id = %(worker)s, started_at = %(now)s,
+WITH acknowledged AS (DELETE FROM {OUTBOX_TABLE} WHERE id = ANY(%(acks)s)), {_RELAXED}
+UPDATE {HISTORY_TABLE} SET worker_id = %(worker)s, started_at = %(now)s,
        celery_task_id = %(task_id)s, heartbeat_at = NULL, lease_until = %(lease)s
   FROM relaxed
  WHERE id = %(event)s AND status = 'scheduled' AND attempts = %(attempt)s
    AND worker_id IS NULL AND started_at IS NULL"""
 
 _CLAIM_READING_RUN = f"""
-WITH acknowledged AS (DELETE FROM {_OUTBOX} WHERE id = ANY(%(acks)s)), {_RELAXED},
+WITH acknowledged AS (DELETE FROM {OUTBOX_TABLE} WHERE id = ANY(%(acks)s)), {_RELAXED},
 claimed AS (
-  UPDATE {_HISTORY} SET worker_id = %(worker)s, started_at = %(now)s,
+  UPDATE {HISTORY_TABLE} SET worker_id = %(worker)s, started_at = %(now)s,
          celery_task_id = %(task_id)s, heartbeat_at = NULL, lease_until = %(lease)s
     FROM relaxed
    WHERE id = %(event)s AND status = 'scheduled' AND attempts = %(attempt)s
@@ -70,12 +66,12 @@ SELECT {_run_columns("e.")},
   CASE WHEN %(since)s::integer IS NULL OR e.step_count <= %(since)s THEN NULL ELSE (
   SELECT coalesce(json_agg(json_build_array(h.id, h.seq, h.dimension, h.kind, h.name, h.status,
                                             h.result, h.error, h.observed_step)), '[]'::json)
-    FROM {_HISTORY} h
+    FROM {HISTORY_TABLE} h
    WHERE h.execution_id = e.id
      AND (h.observed_step > %(since)s
           OR (h.observed_step IS NULL AND h.status IN ('completed', 'failed'))
           OR (h.dimension = %(dimension)s AND h.seq > %(position)s))) END AS durable_missed
-  FROM {_EXECUTION} e JOIN claimed ON e.id = claimed.execution_id"""
+  FROM {EXECUTION_TABLE} e JOIN claimed ON e.id = claimed.execution_id"""
 
 
 def claim_attempt_fast(message: dict[str, Any], worker_id: int, celery_task_id: str | None,
@@ -117,15 +113,15 @@ def claim_attempt_fast(message: dict[str, Any], worker_id: int, celery_task_id: 
 
 _CLAIM_STEP = f"""
 WITH {_RELAXED}
-UPDATE {_EXECUTION} SET step_claimed_by_id = %(worker)s, step_claimed_until = %(lease)s
+UPDATE {EXECUTION_TABLE} SET step_claimed_by_id = %(worker)s, step_claimed_until = %(lease)s
   FROM relaxed
  WHERE id = %(execution)s AND status IN ('pending', 'running')
    AND (step_claimed_by_id IS NULL OR step_claimed_until < %(now)s)
 RETURNING {_run_columns()},
-  EXISTS (SELECT 1 FROM {_THREAD} t WHERE t.execution_id = {_EXECUTION}.id
+  EXISTS (SELECT 1 FROM {THREAD_TABLE} t WHERE t.execution_id = {EXECUTION_TABLE}.id
              AND t.status = 'running') AS durable_has_threads,
-  EXISTS (SELECT 1 FROM {_HISTORY} h
-           WHERE h.execution_id = {_EXECUTION}.id) AS durable_has_history"""
+  EXISTS (SELECT 1 FROM {HISTORY_TABLE} h
+           WHERE h.execution_id = {EXECUTION_TABLE}.id) AS durable_has_history"""
 
 
 def claim_step_returning(execution_pk: int, worker_id: int, now: datetime,

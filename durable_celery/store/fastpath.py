@@ -27,41 +27,35 @@ from ..models import (
     HistoryEvent,
     HistoryStatus,
     OutboxMessage,
-    Timer,
     WorkflowExecution,
-    WorkflowThread,
 )
 from ..task_names import RUN_ACTIVITY_TASK
 from .commands import EagerPolicy, claimer_for
 from .decisions import Decision, StepLost
 from .dispatch import activity_message, activity_queue, prepare_attempt
 from .outbox import publish_messages
+from .tables import EXECUTION_TABLE, HISTORY_TABLE, OUTBOX_TABLE, THREAD_TABLE, TIMER_TABLE
 
 __all__ = ["has_news_fast", "record_in_one_statement", "record_step_in_one_statement",
            "settle_counted", "usable"]
 
-_EXECUTION = WorkflowExecution._meta.db_table
-_HISTORY = HistoryEvent._meta.db_table
-_OUTBOX = OutboxMessage._meta.db_table
-_THREAD = WorkflowThread._meta.db_table
-_TIMER = Timer._meta.db_table
 
 #: A run with a hook thread running never holds outcomes back (its ``wake_at`` counts the main
 #: thread's calls only).
 _WAKE_AT = f"""CASE WHEN %(wake)s > 0 AND NOT EXISTS (
-    SELECT 1 FROM {_THREAD} WHERE execution_id = %(execution)s AND status = 'running')
+    SELECT 1 FROM {THREAD_TABLE} WHERE execution_id = %(execution)s AND status = 'running')
   THEN %(wake)s ELSE 0 END"""
 
 def _news(run: str, settled: str, wake_at: str, skip: str = "") -> str:
     """The "look for news" predicate of ``HistoryEvent.objects.news()`` plus hook threads
     asking for a step, for the run whose id is the SQL ``run``: ``settled``/``wake_at`` are the
     SQL of its ``outcomes_settled`` and ``wake_at``; ``skip`` leaves out rows (SQL condition)."""
-    return f"""EXISTS (SELECT 1 FROM {_HISTORY} h
+    return f"""EXISTS (SELECT 1 FROM {HISTORY_TABLE} h
                 WHERE h.execution_id = {run} AND h.observed_step IS NULL
                   AND h.status IN ('completed', 'failed'){skip}
                   AND (h.kind <> 'activity' OR h.status <> 'completed'
                        OR {settled} >= {wake_at}))
-    OR EXISTS (SELECT 1 FROM {_THREAD} t
+    OR EXISTS (SELECT 1 FROM {THREAD_TABLE} t
                 WHERE t.execution_id = {run} AND t.status = 'running' AND t.step_requested)"""
 
 
@@ -70,17 +64,17 @@ def _settle_and_advance(run_fields: str, condition: str = "") -> str:
     decision was made from) to its next version with ``run_fields``, then settle the result."""
     return f"""
 WITH ex AS (
-  UPDATE {_EXECUTION} SET step_count = %(step)s, step_claimed_by_id = NULL,
+  UPDATE {EXECUTION_TABLE} SET step_count = %(step)s, step_claimed_by_id = NULL,
          step_claimed_until = NULL, step_requested = false, updated_at = %(now)s,
          step_failures = 0, {run_fields}
    WHERE id = %(execution)s AND step_count = %(version)s AND status IN ('pending', 'running')
      AND step_claimed_by_id IS NULL{condition}
-     AND EXISTS (SELECT 1 FROM {_HISTORY} WHERE id = %(event)s AND status = 'scheduled'
+     AND EXISTS (SELECT 1 FROM {HISTORY_TABLE} WHERE id = %(event)s AND status = 'scheduled'
                     AND attempts = %(attempt)s
                     AND (worker_id = %(holder)s OR worker_id IS NULL))
   RETURNING id
 ), settled AS (
-  UPDATE {_HISTORY} SET status = %(status)s, result = %(result)s::jsonb,
+  UPDATE {HISTORY_TABLE} SET status = %(status)s, result = %(result)s::jsonb,
          error = %(error)s::jsonb, completed_at = %(now)s, lease_until = NULL,
          observed_step = %(step)s
    WHERE id = %(event)s AND status = 'scheduled' AND attempts = %(attempt)s
@@ -92,7 +86,7 @@ WITH ex AS (
 _SETTLE_AND_ADVANCE = _settle_and_advance(f"status = 'running', wake_at = {_WAKE_AT}")
 
 _NEXT_CALL = f""", ins AS (
-  INSERT INTO {_HISTORY} (execution_id, dimension, seq, kind, name, status, attempts, input,
+  INSERT INTO {HISTORY_TABLE} (execution_id, dimension, seq, kind, name, status, attempts, input,
          result, error, observed_step, celery_task_id, worker_id, dispatched_at, started_at,
          heartbeat_at, heartbeat_details, lease_until, created_at, completed_at)
   SELECT %(execution)s, %(dimension)s, %(seq)s, 'activity', %(name)s, 'scheduled', 1,
@@ -101,7 +95,7 @@ _NEXT_CALL = f""", ins AS (
     FROM settled
   RETURNING id
 ), box AS (
-  INSERT INTO {_OUTBOX} (task_name, queue, args, created_at, publish_attempts)
+  INSERT INTO {OUTBOX_TABLE} (task_name, queue, args, created_at, publish_attempts)
   SELECT %(task)s, %(queue)s,
          jsonb_build_array(%(message)s::jsonb || jsonb_build_object('event', ins.id)),
          %(now)s, 0
@@ -119,13 +113,13 @@ SELECT (SELECT count(*) FROM ex), (SELECT count(*) FROM settled), NULL, NULL"""
 _COMPLETE = _settle_and_advance(
     "status = 'completed', wake_at = 0, result = %(run_result)s::jsonb, error = NULL, "
     "completed_at = %(now)s", " AND parent_workflow_id IS NULL") + f""", timers AS (
-  DELETE FROM {_TIMER} WHERE execution_id = %(execution)s AND EXISTS (SELECT 1 FROM ex)
+  DELETE FROM {TIMER_TABLE} WHERE execution_id = %(execution)s AND EXISTS (SELECT 1 FROM ex)
 ), calls AS (
-  UPDATE {_HISTORY} SET status = 'cancelled', completed_at = %(now)s, lease_until = NULL
+  UPDATE {HISTORY_TABLE} SET status = 'cancelled', completed_at = %(now)s, lease_until = NULL
    WHERE execution_id = %(execution)s AND status = 'scheduled' AND id <> %(event)s
      AND EXISTS (SELECT 1 FROM ex)
 ), threads AS (
-  UPDATE {_THREAD} SET status = 'interrupted', completed_at = %(now)s
+  UPDATE {THREAD_TABLE} SET status = 'interrupted', completed_at = %(now)s
    WHERE execution_id = %(execution)s AND status = 'running' AND EXISTS (SELECT 1 FROM ex)
 )
 SELECT (SELECT count(*) FROM ex), (SELECT count(*) FROM settled), NULL, NULL"""
@@ -228,13 +222,13 @@ def record_in_one_statement(execution: WorkflowExecution, decision: Decision,
 
 _SETTLE_COUNTED = f"""
 WITH settled AS (
-  UPDATE {_HISTORY} SET status = 'completed', result = %(result)s::jsonb, completed_at = %(now)s,
-         lease_until = NULL, observed_step = NULL
+  UPDATE {HISTORY_TABLE} SET status = 'completed', result = %(result)s::jsonb,
+         completed_at = %(now)s, lease_until = NULL, observed_step = NULL
    WHERE id = %(event)s AND status = 'scheduled' AND attempts = %(attempt)s
      AND (%(holder)s::bigint IS NULL OR worker_id = %(holder)s OR worker_id IS NULL)
   RETURNING execution_id
 )
-UPDATE {_EXECUTION} SET outcomes_settled = outcomes_settled + 1
+UPDATE {EXECUTION_TABLE} SET outcomes_settled = outcomes_settled + 1
  WHERE id IN (SELECT execution_id FROM settled)
 RETURNING outcomes_settled >= wake_at"""
 
@@ -261,18 +255,18 @@ def settle_counted(event_pk: int, attempt: int, holder: int | None, result: Any,
 #: queue the messages of those not claimed to run here.
 _STEP = f"""
 WITH ex AS (
-  UPDATE {_EXECUTION} SET step_count = %(step)s, step_claimed_by_id = NULL,
+  UPDATE {EXECUTION_TABLE} SET step_count = %(step)s, step_claimed_by_id = NULL,
          step_claimed_until = NULL, step_requested = false, updated_at = %(now)s,
          status = 'running', step_failures = 0, wake_at = {_WAKE_AT}
    WHERE id = %(execution)s AND step_count = %(version)s AND status IN ('pending', 'running')
      AND step_claimed_by_id = %(claimed_by)s
   RETURNING id
 ), seen AS (
-  UPDATE {_HISTORY} SET observed_step = %(step)s
+  UPDATE {HISTORY_TABLE} SET observed_step = %(step)s
    WHERE id = ANY(%(delivered)s::bigint[]) AND observed_step IS NULL
      AND status IN ('completed', 'failed') AND EXISTS (SELECT 1 FROM ex)
 ), ins AS (
-  INSERT INTO {_HISTORY} (execution_id, dimension, seq, kind, name, status, attempts, input,
+  INSERT INTO {HISTORY_TABLE} (execution_id, dimension, seq, kind, name, status, attempts, input,
          result, error, observed_step, celery_task_id, worker_id, dispatched_at, started_at,
          heartbeat_at, heartbeat_details, lease_until, created_at, completed_at)
   SELECT %(execution)s, c.dimension, c.seq, 'activity', c.name, 'scheduled', 1, c.input::jsonb,
@@ -286,7 +280,7 @@ WITH ex AS (
    WHERE EXISTS (SELECT 1 FROM ex)
   RETURNING id, seq
 ), box AS (
-  INSERT INTO {_OUTBOX} (task_name, queue, args, created_at, publish_attempts)
+  INSERT INTO {OUTBOX_TABLE} (task_name, queue, args, created_at, publish_attempts)
   SELECT %(task)s, m.queue,
          jsonb_build_array(m.message::jsonb || jsonb_build_object('event', ins.id)), %(now)s, 0
     FROM ins JOIN unnest(%(sent_seqs)s::integer[], %(queues)s::text[], %(messages)s::text[])
@@ -297,7 +291,7 @@ SELECT (SELECT count(*) FROM ex),
        (SELECT coalesce(json_agg(json_build_array(id, seq)), '[]'::json) FROM ins),
        (SELECT coalesce(json_agg(json_build_array(id, queue, args)), '[]'::json) FROM box),
        {_news("%(execution)s",
-              f"(SELECT outcomes_settled FROM {_EXECUTION} WHERE id = %(execution)s)",
+              f"(SELECT outcomes_settled FROM {EXECUTION_TABLE} WHERE id = %(execution)s)",
               _WAKE_AT, " AND NOT (h.id = ANY(%(delivered)s::bigint[]))")}"""
 
 
@@ -384,7 +378,7 @@ def _decoded(value: Any) -> list[Any]:
 
 _NEWS = f"""
 SELECT e.step_requested OR {_news("e.id", "e.outcomes_settled", "e.wake_at")}
-  FROM {_EXECUTION} e
+  FROM {EXECUTION_TABLE} e
  WHERE e.id = %(execution)s AND e.status IN ('pending', 'running')"""
 
 

@@ -17,6 +17,7 @@ from ..models import (
     WorkflowThread,
 )
 from .outbox import OutboxBatch
+from .tables import HISTORY_TABLE, THREAD_TABLE, TIMER_TABLE
 
 __all__ = ["FINISHED_FIELDS", "TYPED_CHILD_CODES", "child_outcome_for_parent",
            "finish_execution", "notify_parent"]
@@ -56,11 +57,11 @@ def finish_execution(execution: WorkflowExecution, status: str, *, now: datetime
 
 
 _END_OPEN_WORK = f"""
-WITH timers AS (DELETE FROM {Timer._meta.db_table} WHERE execution_id = %(execution)s),
-calls AS (UPDATE {HistoryEvent._meta.db_table} SET status = %(cancelled)s,
+WITH timers AS (DELETE FROM {TIMER_TABLE} WHERE execution_id = %(execution)s),
+calls AS (UPDATE {HISTORY_TABLE} SET status = %(cancelled)s,
                  completed_at = %(now)s, lease_until = NULL
            WHERE execution_id = %(execution)s AND status = %(scheduled)s)
-UPDATE {WorkflowThread._meta.db_table} SET status = %(interrupted)s, completed_at = %(now)s
+UPDATE {THREAD_TABLE} SET status = %(interrupted)s, completed_at = %(now)s
  WHERE execution_id = %(execution)s AND status = %(running)s"""
 
 
