@@ -200,16 +200,20 @@ class ScheduleQuerySet(models.QuerySet["Schedule"]):
         """The schedule with this id in this namespace (at most one)."""
         return self.filter(namespace=namespace, schedule_id=schedule_id)
 
-    def due(self, now: datetime) -> ScheduleQuerySet:
+    def due(self, now: datetime, schedules: Collection[int] | None = None) -> ScheduleQuerySet:
         """Unpaused schedules with a fire time that has come, or a buffered fire waiting,
-        fire times first."""
-        return self.filter(paused=False).filter(
-            Q(next_fire_at__lte=now) | Q(buffered_fire_at__isnull=False)).order_by(
-            "next_fire_at", "pk")
+        fire times first; with ``schedules``, only those (primary keys)."""
+        qs = self.filter(paused=False).filter(
+            Q(next_fire_at__lte=now) | Q(buffered_fire_at__isnull=False))
+        if schedules is not None:
+            qs = qs.filter(pk__in=list(schedules))
+        return qs.order_by("next_fire_at", "pk")
 
-    def claim_due(self, now: datetime, limit: int = 50) -> list[Schedule]:
-        """Lock and return due schedules no other sweeper holds (call inside a transaction)."""
-        qs = self.due(now)
+    def claim_due(self, now: datetime, limit: int = 50,
+                  schedules: Collection[int] | None = None) -> list[Schedule]:
+        """Lock and return due schedules no other sweeper holds (call inside a transaction);
+        with ``schedules``, only those (primary keys)."""
+        qs = self.due(now, schedules)
         if supports_row_locks():
             qs = qs.select_for_update(skip_locked=True)
         return list(qs[:limit])

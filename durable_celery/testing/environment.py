@@ -8,7 +8,8 @@ test is deterministic: a call returns when nothing more can happen without time 
 test acting. Time skipping: when the workflow a test waits for can only progress by time
 passing, the clock jumps to the next timer of this environment's runs (a sleep, a wait's
 timeout, a retry back-off, an execution timeout) and fires it — a 30-day sleep takes
-milliseconds.
+milliseconds. Schedules made while the environment is open fire on the test clock:
+:meth:`WorkflowEnvironment.advance` stops at each fire time on the way.
 """
 
 from __future__ import annotations
@@ -19,16 +20,24 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from .. import clock
 from ..client import DurableClient
 from ..handle import WorkflowHandle
-from ..models import ACTIVE_STATUSES, HistoryEvent, HistoryStatus, Timer, WorkflowExecution
+from ..models import (
+    ACTIVE_STATUSES,
+    HistoryEvent,
+    HistoryStatus,
+    Schedule,
+    Timer,
+    WorkflowExecution,
+)
 from ..registry import WorkflowDefinition
 from ..store.executions import get_execution
 from ..store.outbox import Publisher, set_publisher
+from ..store.schedules import fire_due_schedules
 from ..store.steps import has_news, run_cache
 from ..store.sweeper import fire_due_timers
 from .broker import InProcessBroker
@@ -85,6 +94,8 @@ class WorkflowEnvironment:
         self._previous_clock: clock.Clock | None = None
         self._previous_publisher: Publisher | None = None
         self._previous_cache_size: int | None = None
+        #: Schedules with a larger primary key were made while the environment is open.
+        self._schedules_after = 0
 
     # -- opening and closing --------------------------------------------------------------------
 
@@ -116,6 +127,7 @@ class WorkflowEnvironment:
                 self._previous_cache_size, cache.capacity = cache.capacity, 0
             self._callbacks = AfterCommitCallbacks()
             self._worker = EmbeddedWorker()
+            self._schedules_after = Schedule.objects.aggregate(last=Max("pk"))["last"] or 0
         except BaseException:
             self.close()
             raise
@@ -219,8 +231,8 @@ class WorkflowEnvironment:
                            f"loop that never ends?)")
 
     def advance(self, duration: float | str | timedelta) -> datetime:
-        """Move the clock forward by ``duration``, firing the timers that fall due on the way in
-        order and running what each wakes.
+        """Move the clock forward by ``duration``, firing the timers and the schedule fires
+        that fall due on the way in order and running what each wakes (or starts).
 
         Args:
             duration: Seconds, a ``timedelta`` or text such as ``"2 hours"``.
@@ -229,28 +241,30 @@ class WorkflowEnvironment:
             The clock's new time.
 
         Raises:
-            TimeoutError: More than ``max_deliveries`` timers fell due on the way (a workflow
-                that sleeps a second in a loop, advanced by a year).
+            TimeoutError: More than ``max_deliveries`` timers and fires fell due on the way (a
+                workflow that sleeps a second in a loop, or a schedule every second, advanced by
+                a year).
         """
         self._require_open()
         target = self.clock.now() + timedelta(seconds=as_seconds(duration, what="advance"))
         self.run_until_idle()
         for _ in range(self.max_deliveries):
-            due = self._next_timer()
+            due = min(filter(None, (self._next_timer(), self._next_fire())), default=None)
             if due is None or due > target:
                 break
             self._skip_to(due)
             self.run_until_idle()
         else:
-            raise TimeoutError(f"{self.max_deliveries} timers fired on the way and more keep "
-                               f"falling due before {target:%Y-%m-%d %H:%M:%S} (max_deliveries)")
+            raise TimeoutError(f"{self.max_deliveries} timers fired on the way (schedule fires "
+                               f"included) and more keep falling due before "
+                               f"{target:%Y-%m-%d %H:%M:%S} (max_deliveries)")
         self._skip_to(target)
         self.run_until_idle()
         return self.clock.now()
 
     def run_until_idle(self) -> int:
         """Run queued messages, and whatever they cause, until nothing is left that can happen
-        now. Timers already due on the clock fire; the clock is not moved.
+        now. Timers and schedule fires already due on the clock fire; the clock is not moved.
 
         Returns:
             How many messages ran.
@@ -265,7 +279,8 @@ class WorkflowEnvironment:
             callbacks.run_pending()
             message = self.broker.take()
             if message is None:
-                if self._fire_due_timers() or self._request_missed_steps():
+                if (self._fire_due_timers() or self._fire_due_schedules()
+                        or self._request_missed_steps()):
                     continue
                 return delivered
             if delivered >= self.max_deliveries:
@@ -292,6 +307,22 @@ class WorkflowEnvironment:
         while count := fire_due_timers(executions=self.broker.run_ids()):
             fired += count
         return fired
+
+    def _fire_due_schedules(self) -> int:
+        """Start the due fires of the schedules made while the environment is open (what the
+        workers' sweeper does), and a buffered fire whose previous run has ended."""
+        return fire_due_schedules(schedules=self._schedules().values_list("pk", flat=True))
+
+    def _schedules(self) -> Any:
+        return Schedule.objects.filter(pk__gt=self._schedules_after)
+
+    def _next_fire(self) -> datetime | None:
+        """The next fire time of an unpaused schedule made while the environment is open."""
+        due = self._schedules().filter(paused=False).order_by("next_fire_at") \
+            .values_list("next_fire_at", flat=True).first()
+        if due is None:
+            return None
+        return timezone.make_aware(due) if timezone.is_naive(due) else due
 
     def _request_missed_steps(self) -> int:
         """Queue a step for runs of this environment with news no queued message announces

@@ -174,3 +174,15 @@ async def kit_asyncio_sleeps(days: list[int]) -> list[int]:
         return n
 
     return list(await asyncio.gather(*(nap(n) for n in days)))
+
+
+@durable_workflow(task_queue=KIT_QUEUE)
+async def kit_scheduled(key: str, nap: str | None = None) -> list[Any]:
+    """A schedule's run: counts its start (an activity), naps when told to, and returns its
+    workflow id and the test clock's time when it started."""
+    context = workflow.get_context()
+    started = workflow.now()
+    await workflow.proxy_activities().kit_charge(f"{key}-{context['workflow_id']}", 1.0)
+    if nap:
+        await workflow.sleep_for(nap)
+    return [context["workflow_id"], started.isoformat()]
