@@ -176,9 +176,11 @@ class WorkflowEnvironment:
         self.run_until_idle()
         return woken
 
-    def get_handle(self, workflow_id: str, namespace: str | None = None) -> WorkflowHandle:
-        """A handle on a workflow of this environment's client."""
-        return self.client.get_handle(workflow_id, namespace)
+    def get_handle(self, workflow_id: str, run_id: str | None = None,
+                   namespace: str | None = None) -> WorkflowHandle:
+        """A handle on a workflow of this environment's client (``DurableClient.get_handle``:
+        the run ``run_id``, or the id's current run)."""
+        return self.client.get_handle(workflow_id, run_id=run_id, namespace=namespace)
 
     def now(self) -> datetime:
         """The test clock's time (what the store and ``workflow.now()`` read)."""

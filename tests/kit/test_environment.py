@@ -107,6 +107,22 @@ def test_waiting_for_a_signal_nobody_sends_is_a_clear_timeout(durable_env, uid):
     assert "nothing else can happen" in message and "env.signal" in message
 
 
+def test_get_handle_takes_a_run_id_and_a_namespace_like_the_client(durable_env, uid):
+    """``env.get_handle(id, run_id=..., namespace=...)``: the second positional argument is a run
+    id, as for ``DurableClient.get_handle``; a namespace is never taken for one."""
+    from durable_celery.errors import WorkflowNotFoundError
+
+    first = durable_env.start(kw.kit_sleeper, "1 hour", workflow_id=f"gh-{uid}",
+                              namespace=f"ns-{uid}")
+    run_id = first.describe()["run_id"]
+    by_run = durable_env.get_handle(f"gh-{uid}", run_id, namespace=f"ns-{uid}")
+    assert by_run.describe()["run_id"] == run_id
+    assert durable_env.get_handle(f"gh-{uid}", namespace=f"ns-{uid}").status() == "running"
+    with pytest.raises(WorkflowNotFoundError):
+        durable_env.get_handle(f"gh-{uid}").status()  # the environment's own namespace
+    assert durable_env.result(by_run)[0] == 3600.0
+
+
 def test_emitted_events_are_collected(durable_env, uid):
     assert durable_env.execute(kw.kit_announcer, uid, workflow_id=f"emit-{uid}") is True
     assert durable_env.emitted == [(f"orders.{uid}", {"state": "charged"}),
