@@ -12,7 +12,8 @@ from collections.abc import Awaitable, Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["SHARED", "CallGroup", "DurableCall", "defers", "outcomes_to_wake"]
+__all__ = ["SHARED", "CallGroup", "DurableCall", "defers", "outcomes_to_wake",
+           "waits_in_a_group"]
 
 
 class DurableCall:
@@ -103,3 +104,9 @@ def defers(call: DurableCall) -> bool:
     its ``workflow.all``, which still waits for other activity calls."""
     group = _only_in_group(call)
     return not call.future.done() and group is not None and group.waiting(enough=2) > 1
+
+
+def waits_in_a_group(call: DurableCall) -> bool:
+    """Whether the code waits for this call only through ``workflow.all`` (one group or more):
+    its suspension is the group's (:class:`~durable_celery.errors.DurableWaitForAllError`)."""
+    return call.group is not None and not call.awaited

@@ -22,12 +22,13 @@ from ..errors import (
     DurableInterruption,
     DurableProxyError,
     DurableSleepError,
+    DurableWaitForAllError,
     DurableWaitForError,
     InvalidArgumentError,
     NonDeterminismError,
     error_from_dict,
 )
-from .calls import DurableCall, defers, outcomes_to_wake
+from .calls import DurableCall, defers, outcomes_to_wake, waits_in_a_group
 from .history import (
     BLOCKING_KINDS,
     CANCEL_KIND,
@@ -380,7 +381,9 @@ class ReplayContext:
         """End every waiting call with its control-flow error so the coroutines unwind."""
         self.unwinding = True
         for call in self.pending_calls():
-            call.future.set_exception(_SUSPENSION_BY_KIND[call.kind](
+            suspension = DurableWaitForAllError if waits_in_a_group(call) \
+                else _SUSPENSION_BY_KIND[call.kind]
+            call.future.set_exception(suspension(
                 f"{call.kind} at position {call.seq} is not finished yet"))
         self._pending.clear()
         self._waiting.clear()

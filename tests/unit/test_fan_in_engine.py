@@ -188,3 +188,35 @@ def test_tasks_left_behind_at_a_suspension_are_not_logged_but_real_errors_are(
     reported = [r.getMessage() + str(r.exc_info) for r in caplog.records]
     assert not any("not finished yet" in text for text in reported), reported
     assert any("left behind on purpose" in text for text in reported), reported
+
+
+def test_a_group_suspends_with_wait_for_all_and_a_lone_call_with_its_own_kind() -> None:
+    """What workflow code sees when a step suspends (API.md's error table): the calls of a
+    ``workflow.all`` raise ``DurableWaitForAllError`` (589), a call awaited on its own the error
+    of its kind; ``did_interrupt`` is true for both."""
+    from durable_celery.errors import DurableProxyError, DurableWaitForAllError, did_interrupt
+
+    seen: list[BaseException] = []
+
+    async def group() -> Any:
+        acts = workflow.proxy_activities()
+        try:
+            return await workflow.all(acts.a(), acts.b())
+        except BaseException as error:
+            seen.append(error)
+            raise
+
+    async def alone() -> Any:
+        try:
+            return await workflow.proxy_activities().a()
+        except BaseException as error:
+            seen.append(error)
+            raise
+
+    for function in (group, alone):
+        sim = Sim(function, keep=True)
+        assert sim.step().status == StepStatus.SUSPENDED
+        sim.close()
+    assert [type(error) for error in seen] == [DurableWaitForAllError, DurableProxyError]
+    assert [error.code for error in seen] == [589, 591]
+    assert all(did_interrupt(error) for error in seen)
