@@ -105,11 +105,15 @@ def _median_ms_per_step(timer: Any, n: int, repeats: int) -> float:
 
 
 def _alternating_ms_per_step(first: Any, second: Any, n: int,
-                             repeats: int) -> tuple[float, float]:
-    """Both timers, taking turns (the machine's speed drifts), as median ms per step."""
+                             repeats: int) -> tuple[float, float, float]:
+    """Both timers, taking turns (the machine's speed drifts), as median ms per step, and the
+    median of the pairs' ratios (second over first): each ratio compares two runs timed in the
+    same second, so a drift between pairs does not move it, while a ratio of the two medians
+    may pair a fast minute of one with a slow minute of the other."""
     times = [(first(n), second(n)) for _ in range(repeats)]
     return (statistics.median(a for a, _ in times) / n * 1000,
-            statistics.median(b for _, b in times) / n * 1000)
+            statistics.median(b for _, b in times) / n * 1000,
+            statistics.median(b / a for a, b in times))
 
 
 def _measure(backend: str, sizes: list[int], fan_out: int, throughput: int) -> dict[str, Any]:
@@ -118,7 +122,7 @@ def _measure(backend: str, sizes: list[int], fan_out: int, throughput: int) -> d
     from bench.workflows import bench_fan_out, bench_sequence
 
     results: dict[str, Any] = {"backend": backend, "sizes": sizes, "steps": {}}
-    repeats = {n: 5 if n <= 100 else 1 for n in sizes}
+    repeats = {n: 9 if n <= 100 else 1 for n in sizes}
     durable = lambda n: _time_durable(bench_sequence, n)  # noqa: E731
 
     worker = Worker({}, workdir / "worker-eager.log")
@@ -126,8 +130,9 @@ def _measure(backend: str, sizes: list[int], fan_out: int, throughput: int) -> d
         _time_durable(bench_sequence, 5)  # warm both paths up
         _time_chain(5)
         for n in sizes:
-            chain_ms, durable_ms = _alternating_ms_per_step(_time_chain, durable, n, repeats[n])
-            results["steps"][n] = {"chain": chain_ms, "durable": durable_ms}
+            chain_ms, durable_ms, ratio = _alternating_ms_per_step(_time_chain, durable, n,
+                                                                   repeats[n])
+            results["steps"][n] = {"chain": chain_ms, "durable": durable_ms, "ratio": ratio}
         # The machine's speed drifts by tens of percent within minutes: the fan-out and its
         # group alternate, and each figure is the median of its runs (the ratio, of the pairs).
         rounds = 3 if backend == "postgres" else 1
@@ -148,8 +153,10 @@ def _measure(backend: str, sizes: list[int], fan_out: int, throughput: int) -> d
         _time_durable(bench_sequence, 5)
         _time_chain(5)
         for n in sizes:  # the chain again, on this worker and in these minutes
-            chain_ms, durable_ms = _alternating_ms_per_step(_time_chain, durable, n, repeats[n])
-            results["steps"][n].update(chain_no_eager=chain_ms, durable_no_eager=durable_ms)
+            chain_ms, durable_ms, ratio = _alternating_ms_per_step(_time_chain, durable, n,
+                                                                   repeats[n])
+            results["steps"][n].update(chain_no_eager=chain_ms, durable_no_eager=durable_ms,
+                                       ratio_no_eager=ratio)
     finally:
         worker.stop()
     if backend == "postgres":
@@ -174,9 +181,11 @@ def _report(results: dict[str, Any]) -> dict[str, float]:
           f"{'eager off ms':>13} {'ratio':>6}")
     measures: dict[str, float] = {}
     for n, row in sorted(results["steps"].items(), key=lambda item: int(item[0])):
-        # eager off is compared with the chain timed beside it, on the same worker
+        # eager off is compared with the chain timed beside it, on the same worker; each
+        # ratio is the median of the alternating pairs' ratios
         chain_then = row.get("chain_no_eager", row["chain"])
-        ratio, plain = row["durable"] / row["chain"], row["durable_no_eager"] / chain_then
+        ratio = row.get("ratio", row["durable"] / row["chain"])
+        plain = row.get("ratio_no_eager", row["durable_no_eager"] / chain_then)
         print(f"{n:>6} {row['chain']:>14.2f} {row['durable']:>16.2f} {ratio:>6.2f} "
               f"{row['durable_no_eager']:>13.2f} {plain:>6.2f}  (chain then {chain_then:.2f})")
         measures[f"ratio_{n}"] = ratio
