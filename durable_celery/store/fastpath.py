@@ -46,6 +46,7 @@ _WAKE_AT = f"""CASE WHEN %(wake)s > 0 AND NOT EXISTS (
     SELECT 1 FROM {THREAD_TABLE} WHERE execution_id = %(execution)s AND status = 'running')
   THEN %(wake)s ELSE 0 END"""
 
+
 def _news(run: str, settled: str, wake_at: str, skip: str = "") -> str:
     """The "look for news" predicate of ``HistoryEvent.objects.news()`` plus hook threads
     asking for a step, for the run whose id is the SQL ``run``: ``settled``/``wake_at`` are the

@@ -289,4 +289,4 @@ def _cancel_others(schedule: Schedule, running: list[str], fire_at: datetime,
                      running=running[-1], replaced_by=iso(fire_at))
     schedule.buffered_fire_at = fire_at
     record_event(schedule, ScheduleEvent.CANCELLED_PREVIOUS, now, fire_at=iso(fire_at),
-                 running=running, cancelled=asked)
+                 running=running[-1], cancelled=asked)
