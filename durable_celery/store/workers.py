@@ -9,6 +9,7 @@ is dead, and the sweeper of any live worker re-drives what it held.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
@@ -32,6 +33,8 @@ __all__ = [
     "unrecovered_dead_ids",
 ]
 
+logger = logging.getLogger(__name__)
+
 
 def stale_before(now: datetime) -> datetime:
     """Heartbeats older than this belong to dead processes."""
@@ -53,13 +56,42 @@ def beat(main_id: int, live_pids: Iterable[int], listed_at: datetime) -> None:
     Pool processes of this worker that were registered before ``listed_at`` and are not among
     ``live_pids`` have exited: they are marked stopped at once, so what they held is re-driven
     without waiting for their heartbeat to go stale.
+
+    A worker that was declared dead while it was only paused (its heartbeat went stale during a
+    database outage, a stopped VM, a long GC pause) and beats again is alive again
+    (:func:`_revive`); what it held was re-driven meanwhile, and its own late results for that
+    work are refused like any other stale attempt's.
     """
     now = clock.now()
     pids = list(live_pids)
-    Worker.objects.filter(Q(pk=main_id) | Q(parent_id=main_id, pid__in=pids),
-                          stopped_at__isnull=True).update(heartbeat_at=now, recovered_at=None)
+    if not Worker.objects.filter(pk=main_id, stopped_at__isnull=True).update(
+            heartbeat_at=now, recovered_at=None):
+        _revive(main_id, pids, now)
+    Worker.objects.filter(parent_id=main_id, pid__in=pids, stopped_at__isnull=True).update(
+        heartbeat_at=now, recovered_at=None)
     Worker.objects.filter(parent_id=main_id, stopped_at__isnull=True,
                           started_at__lt=listed_at).exclude(pid__in=pids).update(stopped_at=now)
+
+
+def _revive(main_id: int, pids: list[int], now: datetime) -> None:
+    """The main process ``main_id`` beats although its row says stopped: clear the mark on it
+    and on the newest row of each of its live pool processes (an older row with a reused pid
+    belongs to a process that exited, and stays stopped)."""
+    newest: dict[int, tuple[datetime, int]] = {}
+    for pk, pid, started_at in Worker.objects.filter(parent_id=main_id, pid__in=pids) \
+            .values_list("pk", "pid", "started_at"):
+        if pid not in newest or newest[pid] < (started_at, pk):
+            newest[pid] = (started_at, pk)
+    revived = Worker.objects.filter(Q(pk=main_id) | Q(pk__in=[pk for _, pk in newest.values()])) \
+        .update(stopped_at=None, heartbeat_at=now, recovered_at=None)
+    if revived:
+        logger.warning("durable_celery: worker process %s was taken for dead (its heartbeat went "
+                       "stale) and is alive again; the work it held was re-driven meanwhile",
+                       main_id)
+    else:
+        logger.error("durable_celery: worker process %s beats but its registry row is gone "
+                     "(forgotten after a day without a heartbeat); restart this worker",
+                     main_id)
 
 
 def mark_stopped(main_id: int) -> None:

@@ -172,7 +172,9 @@ class _StandaloneBeat(threading.Thread):
         while True:
             time.sleep(interval)
             try:
-                Worker.objects.filter(pk=self.worker_id).update(heartbeat_at=clock.now())
+                # a beat also revives a process taken for dead while it was only paused
+                Worker.objects.filter(pk=self.worker_id).update(
+                    heartbeat_at=clock.now(), stopped_at=None, recovered_at=None)
             except Exception:  # noqa: BLE001 - the next beat retries
                 logger.debug("durable_celery: heartbeat failed", exc_info=True)
                 connection.close()
@@ -202,17 +204,23 @@ class WorkerRuntime(threading.Thread):
         from .canary import broker_lost_messages
 
         next_beat = next_recovery = 0.0
+
+        def beat_if_due() -> None:
+            nonlocal next_beat
+            now = time.monotonic()
+            if self.role is not None and now >= next_beat and not self.stopping.is_set():
+                listed_at: datetime = clock.now()
+                beat(self.role.main_id, _live_pids(self.role), listed_at)
+                next_beat = now + self.heartbeat_interval
+
         while not self.stopping.is_set():
             started = time.monotonic()
             try:
                 close_old_connections()
-                if self.role is not None and started >= next_beat:
-                    listed_at: datetime = clock.now()
-                    beat(self.role.main_id, _live_pids(self.role), listed_at)
-                    next_beat = started + self.heartbeat_interval
+                beat_if_due()
                 if self.sweeping:
                     while fire_due_timers() and not self.stopping.is_set():
-                        pass
+                        beat_if_due()  # a backlog of timers does not delay the heartbeat
                     fire_due_schedules()
                     if started >= next_recovery:
                         run_recovery_duties(broker_lost_messages)

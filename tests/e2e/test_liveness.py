@@ -56,6 +56,57 @@ def test_whole_worker_killed_mid_activity_without_timeout_resumes_in_seconds(
     assert _attempt_log(handle, 2) == [(1, "worker_lost")]
 
 
+def _main_row(worker):
+    from durable_celery.models import Worker
+
+    return Worker.objects.filter(pid=worker.process.pid, parent__isnull=True,
+                                 name__startswith=f"{worker.name}@").order_by("-pk").first()
+
+
+@pytest.mark.heavy
+def test_a_worker_taken_for_dead_while_paused_lives_again_and_its_later_death_is_recovered(
+        client, uid, start_worker):
+    """SIGSTOP a worker past the stale limit: a live worker's sweeper takes it for dead. On
+    SIGCONT its heartbeat clears the mark (it used to stay "stopped" for good while it worked,
+    so that when it really died later nothing it held was ever taken back). Then it is killed
+    mid-activity, and its attempt is recovered in seconds like any dead worker's."""
+    from django.db.models import Q
+
+    from durable_celery.models import Worker
+
+    queue = f"pause-{uid}"
+    worker = start_worker([queue, f"{queue}-activity"])
+    warm = client.start(lw.lv_around_slow, f"{uid}-warm", 0.1, workflow_id=f"warm-{uid}",
+                        task_queue=queue)
+    assert warm.result(timeout=30) == [1, "slept 0.1", 3]  # its pool processes have rows now
+    row = wait_until(lambda: _main_row(worker), timeout=30, what="the worker's registry row")
+    pool = list(Worker.objects.filter(parent_id=row.pk).values_list("pk", flat=True))
+    assert pool
+    worker.pause()
+    try:
+        wait_until(lambda: Worker.objects.get(pk=row.pk).stopped_at is not None, timeout=60,
+                   what="the paused worker taken for dead by another worker's sweeper")
+    finally:
+        worker.resume()
+
+    def alive_again() -> bool:
+        rows = Worker.objects.filter(pk__in=[row.pk, *pool])
+        return not rows.filter(Q(stopped_at__isnull=False) | Q(recovered_at__isnull=False)) \
+            .exists()
+
+    wait_until(alive_again, timeout=30, what="the resumed worker's heartbeat reviving its rows")
+    handle = client.start(lw.lv_around_slow, uid, 4.0, workflow_id=f"pause-{uid}",
+                          task_queue=queue)
+    wait_until(lambda: count(f"{uid}-started") == 1, timeout=30, what="the slow activity")
+    worker.kill()
+    assert count(f"{uid}-finished") == 0, "the kill came too late to interrupt the activity"
+    start_worker([queue, f"{queue}-activity"])
+    assert handle.result(timeout=RECOVERY_BOUND) == [1, "slept 4.0", 3]
+    assert (count(f"{uid}-first"), count(f"{uid}-last")) == (1, 1)  # finished ones: once
+    assert (count(f"{uid}-started"), count(f"{uid}-finished")) == (2, 1)
+    assert _attempt_log(handle, 2) == [(1, "worker_lost")]
+
+
 @pytest.mark.transport
 @pytest.mark.heavy
 def test_worker_killed_during_the_step_after_an_activity_keeps_its_result(
