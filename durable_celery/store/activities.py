@@ -35,6 +35,7 @@ from ..models import (
 from ..retry import RetryPolicy, exception_type_names
 from .claims import claim_attempt_fast
 from .commands import NO_EAGER, EagerPolicy
+from .connection import with_fresh_connection
 from .dispatch import activity_message, running_lease
 from .fastpath import usable
 from .sequential import record_activity_outcome
@@ -126,8 +127,8 @@ def record_attempt_failure(message: dict[str, Any], failure: AttemptFailure, *,
     """
     now = clock.now()
     event_pk, attempt = int(message["event"]), int(message["attempt"])
-    row = HistoryEvent.objects.filter(pk=event_pk).values_list("input", "created_at",
-                                                                "started_at").first()
+    row = with_fresh_connection(lambda: HistoryEvent.objects.filter(pk=event_pk).values_list(
+        "input", "created_at", "started_at").first())
     if row is None:
         return None, []
     details, created_at, row_started = row
@@ -150,18 +151,24 @@ def record_attempt_failure(message: dict[str, Any], failure: AttemptFailure, *,
         attempts = record_activity_outcome(message, holder=worker_id, stepper=stepper,
                                            error=decision.error, eager=eager, also=log_attempt)
         return decision, attempts
-    with transaction.atomic():
-        held = Q(worker__isnull=True) if worker_id is None else Q(worker_id=worker_id)
-        bumped = HistoryEvent.objects.filter(
-            held, pk=event_pk, status=HistoryStatus.SCHEDULED, attempts=attempt).update(
-                attempts=attempt + 1, error=failure.error, worker=None, started_at=None,
-                dispatched_at=None, lease_until=None, heartbeat_at=None)
-        if not bumped:
-            return None, []
-        log_attempt()
-        Timer.objects.create(execution_id=message["execution"], event_id=event_pk,
-                             kind=TimerKind.ACTIVITY_RETRY,
-                             due_at=now + timedelta(seconds=decision.delay))
+    def schedule_retry() -> bool:
+        with transaction.atomic():
+            held = Q(worker__isnull=True) if worker_id is None else Q(worker_id=worker_id)
+            bumped = HistoryEvent.objects.filter(
+                held, pk=event_pk, status=HistoryStatus.SCHEDULED, attempts=attempt).update(
+                    attempts=attempt + 1, error=failure.error, worker=None, started_at=None,
+                    dispatched_at=None, lease_until=None, heartbeat_at=None)
+            if not bumped:
+                return False
+            log_attempt()
+            Timer.objects.create(execution_id=message["execution"], event_id=event_pk,
+                                 kind=TimerKind.ACTIVITY_RETRY,
+                                 due_at=now + timedelta(seconds=decision.delay))
+        return True
+
+    # a retry that committed before its connection died finds the attempt bumped: stale, done
+    if not with_fresh_connection(schedule_retry):
+        return None, []
     return decision, []
 
 

@@ -88,7 +88,8 @@ def record_activity_outcome(message: dict[str, Any], *, holder: int | None,
         run_cache().put(execution_pk, entry)  # it waits for other members of the group
         entry = None
     if entry is not None and delivered:
-        current = run_as_claimed or WorkflowExecution.objects.filter(pk=execution_pk).first()
+        current = run_as_claimed or with_fresh_connection(
+            lambda: WorkflowExecution.objects.filter(pk=execution_pk).first())
         if current is None or not _can_catch_up(entry, current, message):
             run_cache().put(execution_pk, entry)  # the general path below steps it
             entry = None

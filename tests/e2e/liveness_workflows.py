@@ -223,3 +223,20 @@ async def lv_huge_sleep(seconds: float) -> object:
 @durable_workflow
 async def lv_slow_once(key: str, seconds: float) -> object:
     return await workflow.proxy_activities(retry_policy=FAST_RETRY).lv_slow(key, seconds)
+
+
+@activity
+def lv_slow_then_fail_once(key: str, seconds: float) -> str:
+    """Marks its start and sleeps; the first attempt then fails, later ones succeed."""
+    runs = bump(f"{key}-started")
+    time.sleep(seconds)
+    if runs == 1:
+        bump(f"{key}-failed")
+        raise RuntimeError(f"first attempt of {key} fails")
+    return f"attempt {runs}"
+
+
+@durable_workflow
+async def lv_slow_failing_once(key: str, seconds: float) -> object:
+    return await workflow.proxy_activities(retry_policy=FAST_RETRY).lv_slow_then_fail_once(
+        key, seconds)

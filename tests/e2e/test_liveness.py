@@ -266,6 +266,21 @@ def test_database_connections_terminated_mid_activity(client, uid, start_worker)
     assert (count(f"{uid}-started"), count(f"{uid}-finished")) == (1, 1)
 
 
+def test_database_connections_terminated_mid_activity_that_then_fails(client, uid, start_worker):
+    """The failure of an attempt is recorded on a fresh connection too (it used to raise out of
+    the task, leaving the attempt claimed by a live worker, with no lease: never retried)."""
+    _needs_postgres()
+    queue = f"pgfail-{uid}"
+    start_worker([queue, f"{queue}-activity"])
+    handle = client.start(lw.lv_slow_failing_once, uid, 2.0, workflow_id=f"pgfail-{uid}",
+                          task_queue=queue)
+    wait_until(lambda: count(f"{uid}-started") == 1, timeout=30, what="the slow activity")
+    assert _terminate_other_connections() >= 1
+    assert handle.result(timeout=RECOVERY_BOUND) == "attempt 2"
+    assert (count(f"{uid}-started"), count(f"{uid}-failed")) == (2, 1)
+    assert [outcome for _, outcome in _attempt_log(handle, 1)] == ["failed"]
+
+
 def test_database_connections_terminated_mid_step(client, uid, start_worker):
     _needs_postgres()
     queue = f"pgstep-{uid}"
