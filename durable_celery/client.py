@@ -14,11 +14,7 @@ from .payloads import encode
 from .registry import WorkflowDefinition, find_workflow
 from .retry import RetryPolicy
 from .serialization import json_roundtrip
-from .validation import (
-    MAX_NAMESPACE_LENGTH,
-    MAX_SEARCH_VALUE_LENGTH,
-    check_text,
-)
+from .validation import MAX_NAMESPACE_LENGTH, check_search_field, check_text
 
 if TYPE_CHECKING:
     from .schedules import ScheduleHandle
@@ -410,7 +406,5 @@ def _check_identity(namespace: str, workflow_id: str, task_queue: str, entity: s
     if entity is not None:
         check_text(entity, "entity")
     for key, value in search.items():
-        check_text(key, "search field name")
-        check_text(value, f"search field {key!r}", max_length=MAX_SEARCH_VALUE_LENGTH,
-                   allow_empty=True)
+        check_search_field(key, value)
 

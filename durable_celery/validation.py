@@ -12,7 +12,8 @@ from typing import Any
 
 from .errors import InvalidArgumentError
 
-__all__ = ["MAX_ID_LENGTH", "MAX_NAMESPACE_LENGTH", "MAX_SEARCH_VALUE_LENGTH", "check_text"]
+__all__ = ["MAX_ID_LENGTH", "MAX_NAMESPACE_LENGTH", "MAX_SEARCH_FIELD_BYTES",
+           "MAX_SEARCH_VALUE_LENGTH", "check_search_field", "check_text"]
 
 #: Longest workflow id, signal id, task queue, workflow or activity name, entity, search key.
 MAX_ID_LENGTH = 255
@@ -20,6 +21,10 @@ MAX_ID_LENGTH = 255
 MAX_NAMESPACE_LENGTH = 100
 #: Longest search field value (values are indexed; index rows have a size limit).
 MAX_SEARCH_VALUE_LENGTH = 2000
+#: Most bytes (UTF-8) a search field's name and value may take together: they form one row of
+#: the ``(key, value)`` index, and PostgreSQL refuses index rows over 2704 bytes. 2000
+#: characters of Chinese or emoji take up to 8000.
+MAX_SEARCH_FIELD_BYTES = 2600
 
 
 def check_text(value: Any, field: str, *, max_length: int = MAX_ID_LENGTH,
@@ -47,4 +52,24 @@ def check_text(value: Any, field: str, *, max_length: int = MAX_ID_LENGTH,
     if len(value) > max_length:
         raise InvalidArgumentError(f"{field} is {len(value)} characters long; at most "
                                    f"{max_length} are allowed ({value[:40]!r}...)")
+    return value
+
+
+def check_search_field(name: Any, value: str) -> str:
+    """Return ``value`` if a search field ``name`` may hold it: both are storable text, the
+    value within :data:`MAX_SEARCH_VALUE_LENGTH` characters, and the two within
+    :data:`MAX_SEARCH_FIELD_BYTES` bytes of UTF-8 (one row of the index).
+
+    Raises:
+        InvalidArgumentError: Naming the field, what it takes and the limit.
+    """
+    check_text(name, "search field name")
+    check_text(value, f"search field {name!r}", max_length=MAX_SEARCH_VALUE_LENGTH,
+               allow_empty=True)
+    size = len(name.encode("utf-8")) + len(value.encode("utf-8"))
+    if size > MAX_SEARCH_FIELD_BYTES:
+        raise InvalidArgumentError(
+            f"search field {name!r} takes {size} bytes (UTF-8, name and value together); at "
+            f"most {MAX_SEARCH_FIELD_BYTES} are indexed (keep large data in the entity "
+            f"document)")
     return value

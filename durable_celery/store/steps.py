@@ -41,7 +41,7 @@ from ..registry import find_workflow, registered_workflows
 from ..telemetry import workflow_span
 from .claims import claim_step_returning
 from .commands import NO_EAGER, EagerPolicy
-from .connection import with_fresh_connection
+from .connection import connection_failed, with_fresh_connection
 from .decisions import Decision, Due, StepLost, count_step_failure, record_decision
 from .effects import StepEffects, StepPort
 from .fastpath import (
@@ -231,9 +231,12 @@ def _step_claimed(execution: WorkflowExecution, worker_id: int,
     except StepLost:
         unrecorded(decision)
         return []
-    except (OperationalError, InterfaceError):
+    except (OperationalError, InterfaceError) as error:
         unrecorded(decision)
-        raise  # the connection is gone: the step stays requested and is re-driven
+        if connection_failed(error):
+            raise  # the connection is gone: the step stays requested and is re-driven
+        count_step_failure(execution_pk, worker_id, error)  # refused: counted like a bad value
+        return []
     except Exception as error:  # noqa: BLE001 - a decision that cannot be recorded is counted
         unrecorded(decision)
         count_step_failure(execution_pk, worker_id, error)

@@ -18,7 +18,7 @@ from typing import Any
 from ..engine import current_context
 from ..errors import InvalidArgumentError
 from ..serialization import json_roundtrip
-from ..validation import MAX_SEARCH_VALUE_LENGTH, check_text
+from ..validation import MAX_SEARCH_VALUE_LENGTH, check_search_field, check_text
 from ._immediate import Immediate
 
 __all__ = ["Entity", "Search", "enrich", "entity", "search"]
@@ -54,8 +54,7 @@ def _field_value(name: str, value: Any) -> str:
         raise InvalidArgumentError(f"search field {name!r} would hold {len(text)} characters; "
                                    f"at most {MAX_FIELD_LENGTH} are indexed (keep large data in "
                                    f"the entity document)")
-    return check_text(text, f"search field {name!r}", max_length=MAX_FIELD_LENGTH,
-                      allow_empty=True)
+    return check_search_field(name, text)
 
 
 def _number(value: Any, what: str) -> int | float:

@@ -240,3 +240,9 @@ def lv_slow_then_fail_once(key: str, seconds: float) -> str:
 async def lv_slow_failing_once(key: str, seconds: float) -> object:
     return await workflow.proxy_activities(retry_policy=FAST_RETRY).lv_slow_then_fail_once(
         key, seconds)
+
+
+@durable_workflow
+async def lv_wide_search(text: str) -> object:
+    """Sets one search field to ``text`` (its index row may be too large for the database)."""
+    return await workflow.enrich({"note": text})

@@ -281,6 +281,36 @@ def test_database_connections_terminated_mid_activity_that_then_fails(client, ui
     assert [outcome for _, outcome in _attempt_log(handle, 1)] == ["failed"]
 
 
+def test_a_refusal_by_the_database_is_not_taken_for_a_lost_connection(db_access):
+    """PostgreSQL reports both "your connection was terminated" and "this index row is too
+    large" as OperationalError. Only the first is worth a new connection; retrying the second
+    (or re-driving a step that hits it) would loop forever, uncounted."""
+    _needs_postgres()
+    from django.db import OperationalError, connection
+
+    from durable_celery.store.connection import connection_failed, with_fresh_connection
+
+    tries = []
+
+    def too_wide() -> None:
+        tries.append(1)
+        with connection.cursor() as cursor:
+            cursor.execute("CREATE TEMP TABLE IF NOT EXISTS wide (v text)")
+            cursor.execute("CREATE INDEX IF NOT EXISTS wide_v ON wide (v)")
+            cursor.execute("INSERT INTO wide SELECT string_agg(md5(g::text), '') "
+                           "FROM generate_series(1, 200) g")  # 6400 bytes, incompressible
+
+    with pytest.raises(OperationalError) as refused:
+        with_fresh_connection(too_wide)
+    assert getattr(refused.value.__cause__, "sqlstate", "").startswith("54")
+    assert not connection_failed(refused.value) and tries == [1]  # not retried
+    with pytest.raises(OperationalError) as terminated:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+    assert connection_failed(terminated.value)
+    connection.close()
+
+
 def test_database_connections_terminated_mid_step(client, uid, start_worker):
     _needs_postgres()
     queue = f"pgstep-{uid}"
@@ -385,12 +415,19 @@ def test_bad_values_in_workflow_code_fail_the_run_naming_the_cause(client, uid):
     with pytest.raises(InvalidArgumentError, match="100 years"):
         forever.result(timeout=30)
     assert too_long.describe()["attempt"] == forever.describe()["attempt"] == 1  # not retried
+    # 2000 characters, within the length limit, but 6000 bytes that do not compress: too large
+    # for the index (PostgreSQL refused the row at every step, forever, before the byte limit)
+    text = "".join(chr(0x4E00 + (i * 7919) % 20000) for i in range(2000))
+    wide = client.start(lw.lv_wide_search, text, workflow_id=f"widesearch-{uid}")
+    with pytest.raises(InvalidArgumentError, match="'note' takes 6004 bytes"):
+        wide.result(timeout=30)
 
 
 @pytest.mark.parametrize(("options", "field"), [
     ({"workflow_id": "w" * 300}, "workflow_id is 300 characters"),
     ({"workflow_id": "a\x00b"}, "workflow_id must not contain a NUL"),
     ({"search": {"note": "x" * 10_000}}, "search field 'note' is 10000 characters"),
+    ({"search": {"note": "界" * 1000}}, "search field 'note' takes 3004 bytes"),
     ({"task_queue": "q" * 256}, "task_queue is 256 characters"),
     ({"namespace": "n" * 101}, "namespace is 101 characters"),
 ])
