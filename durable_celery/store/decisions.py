@@ -44,7 +44,8 @@ from .lifecycle import continue_run, end_cancelled_calls
 from .outbox import OutboxBatch
 from .signals import lock_signal_ids
 
-__all__ = ["Decision", "Due", "StepLost", "count_step_failure", "record_decision"]
+__all__ = ["RECORDING_FAILED", "Decision", "Due", "StepLost", "count_step_failure",
+           "record_decision"]
 
 logger = logging.getLogger(__name__)
 
@@ -288,28 +289,53 @@ def _record_thread_outcome(execution: WorkflowExecution, thread: WorkflowThread,
     effects.apply()
 
 
-def count_step_failure(execution_pk: int, worker_id: int, error: BaseException) -> None:
-    """A decision that could not be recorded: count it; past the bound the run fails with it."""
-    logger.exception("durable_celery: could not record a step of run %s", execution_pk,
-                     exc_info=error)
+#: How a step failure is described when the run fails on it (by default: recording failed).
+RECORDING_FAILED = "the decision of a replay step could not be recorded"
+
+
+def count_step_failure(execution_pk: int, error: BaseException, *,
+                       what: str = RECORDING_FAILED,
+                       request_step: OutboxBatch | None = None) -> bool:
+    """A replay step that failed (its decision could not be recorded, or the process taking it
+    died): count it and release the run's step claim; past ``DURABLE_MAX_STEP_FAILURES`` in a
+    row (a recorded step resets the count) the run fails, naming ``what`` and the last error.
+
+    Args:
+        error: What went wrong this time.
+        what: The failure, in words, for the log and the run's error.
+        request_step: Ask for the step again through this batch (in the caller's transaction)
+            while the bound is not reached; without it the step stays requested as it was.
+
+    Returns:
+        Whether the run failed.
+    """
     limit = int(durable_setting("DURABLE_MAX_STEP_FAILURES"))
     with transaction.atomic():
         execution = WorkflowExecution.objects.lock(execution_pk)
         if execution is None or not execution.is_active:
-            return
+            return False
         execution.step_failures += 1
+        kind = str(getattr(error, "type", None) or type(error).__name__)
+        logger.warning("durable_celery: %s (run %s, workflow %s, %d of %d in a row): %s: %s",
+                       what, execution_pk, execution.workflow_id, execution.step_failures,
+                       limit, kind, safe_str(error),
+                       exc_info=error if error.__traceback__ is not None else None)
         execution.step_claimed_by = None
         execution.step_claimed_until = None
         if execution.step_failures < limit:
-            execution.save(update_fields=["step_failures", "step_claimed_by",
-                                          "step_claimed_until"])
-            return
+            fields = ["step_failures", "step_claimed_by", "step_claimed_until"]
+            if request_step is not None:
+                execution.step_requested = True
+                fields.append("step_requested")
+                request_step.request_step(execution.pk, execution.task_queue)
+            execution.save(update_fields=fields)
+            return False
         batch = OutboxBatch()
         stored = DurableFatalError(
-            f"the decision of a replay step could not be recorded {execution.step_failures} "
-            f"times in a row; last error: {type(error).__name__}: {safe_str(error)}",
-            type=type(error).__name__).to_dict()
+            f"{what} {execution.step_failures} times in a row; last error: {kind}: "
+            f"{safe_str(error)}", type=kind).to_dict()
         finish_execution(execution, ExecutionStatus.FAILED, now=clock.now(), batch=batch,
                          error=stored)
         execution.save(update_fields=[*FINISHED_FIELDS, "step_failures"])
         batch.commit()
+    return True

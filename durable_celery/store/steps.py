@@ -235,11 +235,11 @@ def _step_claimed(execution: WorkflowExecution, worker_id: int,
         unrecorded(decision)
         if connection_failed(error):
             raise  # the connection is gone: the step stays requested and is re-driven
-        count_step_failure(execution_pk, worker_id, error)  # refused: counted like a bad value
+        count_step_failure(execution_pk, error)  # refused: counted like a bad value
         return []
     except Exception as error:  # noqa: BLE001 - a decision that cannot be recorded is counted
         unrecorded(decision)
-        count_step_failure(execution_pk, worker_id, error)
+        count_step_failure(execution_pk, error)
         return []
     keep_runs(execution, decision)
     return attempts

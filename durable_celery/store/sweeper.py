@@ -19,7 +19,7 @@ from django.db.models import Q, QuerySet
 from .. import clock
 from ..conf import durable_setting
 from ..engine.retry import AttemptFailure, FailureKind
-from ..errors import DurableTimeoutError
+from ..errors import DurableRetryError, DurableTimeoutError
 from ..managers import supports_row_locks
 from ..models import (
     ACTIVE_STATUSES,
@@ -35,6 +35,7 @@ from ..models import (
     WorkflowThread,
 )
 from .activities import record_attempt_failure
+from .decisions import count_step_failure
 from .dispatch import activity_message, dispatch_attempt, is_local, request_local_run
 from .executions import interrupt_execution
 from .outbox import OutboxBatch, publish_messages
@@ -138,6 +139,17 @@ def _locked(qs: QuerySet[M]) -> QuerySet[M]:
     return qs
 
 
+#: How a replay step whose process died is described when the run fails on it.
+_STEP_PROCESS_DIED = "the worker process taking a replay step died"
+
+
+def _who(worker: Worker | None, unknown: str) -> str:
+    if worker is None:
+        return unknown
+    return (f"process {worker.pid} of worker {worker.name} (last heartbeat "
+            f"{worker.heartbeat_at:%H:%M:%S}{', stopped' if worker.stopped_at else ''})")
+
+
 def recover_dead_workers(now: datetime | None = None, limit: int = 200) -> int:
     """Take back what dead worker processes held.
 
@@ -160,10 +172,7 @@ def recover_dead_workers(now: datetime | None = None, limit: int = 200) -> int:
     held = list(HistoryEvent.objects.open_activities().filter(worker_id__in=dead)
                 .select_related("execution", "worker")[:limit])
     for event in held:
-        worker = event.worker
-        who = (f"process {worker.pid} of worker {worker.name} (last heartbeat "
-               f"{worker.heartbeat_at:%H:%M:%S}{', stopped' if worker.stopped_at else ''})"
-               if worker is not None else "its worker process")
+        who = _who(event.worker, "its worker process")
         failure = AttemptFailure(FailureKind.WORKER_LOST, {
             "class": "DurableRetryError", "type": "WorkerLostError", "code": 599,
             "message": f"attempt {event.attempts} of activity {event.name!r} was lost: {who} "
@@ -180,11 +189,14 @@ def recover_dead_workers(now: datetime | None = None, limit: int = 200) -> int:
         stuck = list(_locked(WorkflowExecution.objects.active().filter(
             step_claimed_by_id__in=dead))[:limit])
         batch = OutboxBatch()
+        takers = {w.pk: w for w in Worker.objects.filter(
+            pk__in={e.step_claimed_by_id for e in stuck})}
         for execution in stuck:
-            WorkflowExecution.objects.filter(pk=execution.pk,
-                                             step_claimed_by_id=execution.step_claimed_by_id) \
-                .update(step_claimed_by=None, step_claimed_until=None, step_requested=True)
-            batch.request_step(execution.pk, execution.task_queue)
+            # counted: workflow code that ends its process (os._exit, a crash, running out of
+            # memory) would otherwise be stepped again forever
+            lost = DurableRetryError(_who(takers.get(execution.step_claimed_by_id or 0),
+                                          "the process taking it"), type="WorkerLostError")
+            count_step_failure(execution.pk, lost, what=_STEP_PROCESS_DIED, request_step=batch)
             count += 1
         count += _resend_queued_to(Worker.objects.filter(
             pk__in=dead, parent__isnull=True, stopped_at__isnull=True), now, batch)

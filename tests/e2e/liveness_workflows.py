@@ -246,3 +246,10 @@ async def lv_slow_failing_once(key: str, seconds: float) -> object:
 async def lv_wide_search(text: str) -> object:
     """Sets one search field to ``text`` (its index row may be too large for the database)."""
     return await workflow.enrich({"note": text})
+
+
+@durable_workflow
+async def lv_step_suicide(key: str) -> None:
+    """Workflow code that ends its own process, at every step (counted each time it runs)."""
+    bump(key)
+    os._exit(1)

@@ -159,6 +159,28 @@ def test_activity_that_kills_its_own_process_fails_after_its_attempts(client, ui
     assert [outcome for _, outcome in _attempt_log(handle, 1)] == ["worker_lost"] * 3
 
 
+@pytest.mark.heavy
+def test_workflow_code_that_kills_its_process_fails_the_run_after_the_step_bound(
+        client, uid, start_worker):
+    """A replay step whose process dies is taken back and counted; past
+    DURABLE_MAX_STEP_FAILURES (5) in a row the run fails naming why. It used to be stepped
+    again forever."""
+    from durable_celery import DurableFatalError
+
+    queue = f"stepdeath-{uid}"
+    start_worker([queue, f"{queue}-activity"], concurrency=2)
+    handle = client.start(lw.lv_step_suicide, uid, workflow_id=f"stepdeath-{uid}",
+                          task_queue=queue)
+    with pytest.raises(DurableFatalError) as info:
+        handle.result(timeout=2 * RECOVERY_BOUND)
+    message = info.value.message
+    assert "the worker process taking a replay step died 5 times in a row" in message, message
+    assert "WorkerLostError" in message
+    # each death is counted once it is taken back; a redelivered copy may rarely run in between
+    assert 5 <= count(uid) <= 10
+    assert handle.describe()["status"] == "failed"
+
+
 @pytest.mark.transport
 def test_same_message_delivered_twice_with_one_task_id_runs_once(client, uid, start_worker):
     """What Redis does after a dropped connection: the same message, same task id, again,
