@@ -29,8 +29,9 @@ setting                                 default  meaning
                                                  re-driven by any live worker
 ``DURABLE_STEP_LEASE``                  60.0     seconds a replay step may hold its run before
                                                  another worker may take the run over
-``DURABLE_MAX_STEP_FAILURES``           5        failed attempts to record one step before the
-                                                 run fails with the cause
+``DURABLE_MAX_STEP_FAILURES``           5        replay steps in a row that fail (decision not
+                                                 recorded, or the process died) before the run
+                                                 fails with the cause
 ``DURABLE_OUTCOME_GUARD``               0.05     seconds a finished activity's result may wait
                                                  in memory for the step that records it with
                                                  the next decision; then it is recorded alone
