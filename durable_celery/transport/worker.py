@@ -180,12 +180,39 @@ class _StandaloneBeat(threading.Thread):
                 connection.close()
 
 
-class WorkerRuntime(threading.Thread):
-    """The main process's thread: heartbeats, due timers, recovery duties.
+class _Heartbeat(threading.Thread):
+    """The main process's heartbeat, on a thread of its own: a recovery pass waiting on an
+    unreachable broker, or a backlog of due timers, never delays it (other workers would take
+    this one for dead and re-drive what it is running)."""
 
-    Heartbeats every ``DURABLE_WORKER_HEARTBEAT_INTERVAL``; when ``DURABLE_SWEEPER_ENABLED``,
-    fires due timers every ``DURABLE_SWEEP_INTERVAL`` and runs the recovery duties every
-    ``DURABLE_RECOVERY_INTERVAL`` seconds. Several workers sweeping never claim a row twice.
+    def __init__(self, role: _WorkerRole, interval: float, stopping: threading.Event) -> None:
+        super().__init__(name="durable-worker-heartbeat", daemon=True)
+        self.role = role
+        self.interval = interval
+        self.stopping = stopping
+
+    def run(self) -> None:
+        from ..store.workers import beat
+
+        while not self.stopping.is_set():
+            try:
+                close_old_connections()
+                listed_at: datetime = clock.now()
+                beat(self.role.main_id, _live_pids(self.role), listed_at)
+            except Exception:  # keep going: the next beat retries
+                logger.exception("durable_celery: worker heartbeat failed")
+                connection.close()
+            self.stopping.wait(self.interval)
+        connection.close()
+
+
+class WorkerRuntime(threading.Thread):
+    """The main process's thread: due timers and recovery duties, and its heartbeat thread.
+
+    Heartbeats every ``DURABLE_WORKER_HEARTBEAT_INTERVAL`` (:class:`_Heartbeat`); when
+    ``DURABLE_SWEEPER_ENABLED``, fires due timers every ``DURABLE_SWEEP_INTERVAL`` and runs the
+    recovery duties every ``DURABLE_RECOVERY_INTERVAL`` seconds. Several workers sweeping never
+    claim a row twice.
     """
 
     def __init__(self, role: _WorkerRole | None) -> None:
@@ -200,39 +227,33 @@ class WorkerRuntime(threading.Thread):
     def run(self) -> None:
         from ..store.schedules import fire_due_schedules
         from ..store.sweeper import fire_due_timers, run_recovery_duties
-        from ..store.workers import beat
         from .canary import broker_lost_messages
 
-        next_beat = next_recovery = 0.0
-
-        def beat_if_due() -> None:
-            nonlocal next_beat
-            now = time.monotonic()
-            if self.role is not None and now >= next_beat and not self.stopping.is_set():
-                listed_at: datetime = clock.now()
-                beat(self.role.main_id, _live_pids(self.role), listed_at)
-                next_beat = now + self.heartbeat_interval
-
-        while not self.stopping.is_set():
+        heartbeat = None
+        if self.role is not None:
+            heartbeat = _Heartbeat(self.role, self.heartbeat_interval, self.stopping)
+            heartbeat.start()
+        next_recovery = 0.0
+        while self.sweeping and not self.stopping.is_set():
             started = time.monotonic()
             try:
                 close_old_connections()
-                beat_if_due()
-                if self.sweeping:
-                    while fire_due_timers() and not self.stopping.is_set():
-                        beat_if_due()  # a backlog of timers does not delay the heartbeat
-                    fire_due_schedules()
-                    if started >= next_recovery:
-                        run_recovery_duties(broker_lost_messages)
-                        next_recovery = time.monotonic() + self.recovery_interval
+                while fire_due_timers() and not self.stopping.is_set():
+                    pass
+                fire_due_schedules()
+                if started >= next_recovery:
+                    run_recovery_duties(broker_lost_messages)
+                    next_recovery = time.monotonic() + self.recovery_interval
             except Exception:  # keep going: the next pass retries
                 logger.exception("durable_celery: worker runtime pass failed")
                 connection.close()
-            self.stopping.wait(min(self.sweep_interval, self.heartbeat_interval))
+            self.stopping.wait(self.sweep_interval)
         connection.close()
+        if heartbeat is not None:
+            heartbeat.join()
 
     def stop(self) -> None:
-        """Finish after the current pass."""
+        """Finish after the current pass (and the heartbeat after its current beat)."""
         self.stopping.set()
 
 

@@ -250,6 +250,39 @@ def test_broker_restarting_empty_loses_no_queued_work(client, uid, start_worker)
         broker.kill()
 
 
+@pytest.mark.heavy
+def test_a_worker_keeps_its_heartbeat_while_its_broker_is_down(client, uid, start_worker):
+    """Recovery duties wait on the broker (the canary, re-publishing) when it is down; the
+    heartbeat must not wait with them, or every live worker would be taken for dead (and its
+    running work re-driven) during a broker outage."""
+    if current_backend().name == "rabbitmq":
+        pytest.skip("runs in the sqlite and postgres phases")
+    from durable_celery.models import Worker
+    from durable_celery.store.workers import stale_before
+
+    broker = PrivateRedis().start()
+    try:
+        worker = start_worker([f"brokerdown-{uid}"], env={"CELERY_BROKER_URL": broker.url})
+        row = wait_until(lambda: _main_row(worker), timeout=30, what="the worker's row")
+        broker.kill()
+        down = time.monotonic()
+        stale = []
+        while time.monotonic() - down < 15:
+            seen = Worker.objects.get(pk=row.pk)
+            if seen.stopped_at is not None or seen.heartbeat_at < stale_before(seen_now()):
+                stale.append(seen.heartbeat_at)
+            time.sleep(0.2)
+        assert not stale, f"the heartbeat went stale while the broker was down: {stale[:3]}"
+    finally:
+        broker.kill()
+
+
+def seen_now():
+    from durable_celery import clock
+
+    return clock.now()
+
+
 def _pending_outbox(handles) -> int:
     from durable_celery.models import OutboxMessage
 
