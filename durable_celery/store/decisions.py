@@ -294,7 +294,7 @@ RECORDING_FAILED = "the decision of a replay step could not be recorded"
 
 
 def count_step_failure(execution_pk: int, error: BaseException, *,
-                       what: str = RECORDING_FAILED,
+                       what: str = RECORDING_FAILED, held_by: int | None = None,
                        request_step: OutboxBatch | None = None) -> bool:
     """A replay step that failed (its decision could not be recorded, or the process taking it
     died): count it and release the run's step claim; past ``DURABLE_MAX_STEP_FAILURES`` in a
@@ -303,6 +303,7 @@ def count_step_failure(execution_pk: int, error: BaseException, *,
     Args:
         error: What went wrong this time.
         what: The failure, in words, for the log and the run's error.
+        held_by: Count it only while this process still holds the run's step claim.
         request_step: Ask for the step again through this batch (in the caller's transaction)
             while the bound is not reached; without it the step stays requested as it was.
 
@@ -312,7 +313,8 @@ def count_step_failure(execution_pk: int, error: BaseException, *,
     limit = int(durable_setting("DURABLE_MAX_STEP_FAILURES"))
     with transaction.atomic():
         execution = WorkflowExecution.objects.lock(execution_pk)
-        if execution is None or not execution.is_active:
+        if execution is None or not execution.is_active or (
+                held_by is not None and execution.step_claimed_by_id != held_by):
             return False
         execution.step_failures += 1
         kind = str(getattr(error, "type", None) or type(error).__name__)

@@ -196,7 +196,8 @@ def recover_dead_workers(now: datetime | None = None, limit: int = 200) -> int:
             # memory) would otherwise be stepped again forever
             lost = DurableRetryError(_who(takers.get(execution.step_claimed_by_id or 0),
                                           "the process taking it"), type="WorkerLostError")
-            count_step_failure(execution.pk, lost, what=_STEP_PROCESS_DIED, request_step=batch)
+            count_step_failure(execution.pk, lost, what=_STEP_PROCESS_DIED,
+                               held_by=execution.step_claimed_by_id, request_step=batch)
             count += 1
         count += _resend_queued_to(Worker.objects.filter(
             pk__in=dead, parent__isnull=True, stopped_at__isnull=True), now, batch)
