@@ -309,31 +309,23 @@ def _needs_postgres() -> None:
         pytest.skip("terminates PostgreSQL connections: runs in the postgres phase")
 
 
-def test_database_connections_terminated_mid_activity(client, uid, start_worker):
+@pytest.mark.parametrize(("flow", "result", "counted"), [
+    ("lv_slow_once", "slept 2.0", {"started": 1, "finished": 1}),
+    # the failure is recorded on a fresh connection too (it used to raise out of the task,
+    # leaving the attempt claimed by a live worker, with no lease: never retried)
+    ("lv_slow_failing_once", "attempt 2", {"started": 2, "failed": 1}),
+])
+def test_database_connections_terminated_mid_activity(client, uid, start_worker, flow, result,
+                                                      counted):
     _needs_postgres()
     queue = f"pgkill-{uid}"
     start_worker([queue, f"{queue}-activity"])
-    handle = client.start(lw.lv_slow_once, uid, 2.0, workflow_id=f"pgkill-{uid}",
+    handle = client.start(getattr(lw, flow), uid, 2.0, workflow_id=f"pgkill-{uid}",
                           task_queue=queue)
     wait_until(lambda: count(f"{uid}-started") == 1, timeout=30, what="the slow activity")
     assert _terminate_other_connections() >= 1
-    assert handle.result(timeout=RECOVERY_BOUND) == "slept 2.0"
-    assert (count(f"{uid}-started"), count(f"{uid}-finished")) == (1, 1)
-
-
-def test_database_connections_terminated_mid_activity_that_then_fails(client, uid, start_worker):
-    """The failure of an attempt is recorded on a fresh connection too (it used to raise out of
-    the task, leaving the attempt claimed by a live worker, with no lease: never retried)."""
-    _needs_postgres()
-    queue = f"pgfail-{uid}"
-    start_worker([queue, f"{queue}-activity"])
-    handle = client.start(lw.lv_slow_failing_once, uid, 2.0, workflow_id=f"pgfail-{uid}",
-                          task_queue=queue)
-    wait_until(lambda: count(f"{uid}-started") == 1, timeout=30, what="the slow activity")
-    assert _terminate_other_connections() >= 1
-    assert handle.result(timeout=RECOVERY_BOUND) == "attempt 2"
-    assert (count(f"{uid}-started"), count(f"{uid}-failed")) == (2, 1)
-    assert [outcome for _, outcome in _attempt_log(handle, 1)] == ["failed"]
+    assert handle.result(timeout=RECOVERY_BOUND) == result
+    assert {key: count(f"{uid}-{key}") for key in counted} == counted
 
 
 def test_a_refusal_by_the_database_is_not_taken_for_a_lost_connection(db_access):
