@@ -320,11 +320,8 @@ class WorkflowEnvironment:
 
     def _next_fire(self) -> datetime | None:
         """The next fire time of an unpaused schedule made while the environment is open."""
-        due = self._schedules().filter(paused=False).order_by("next_fire_at") \
-            .values_list("next_fire_at", flat=True).first()
-        if due is None:
-            return None
-        return timezone.make_aware(due) if timezone.is_naive(due) else due
+        return _aware(self._schedules().filter(paused=False).order_by("next_fire_at")
+                      .values_list("next_fire_at", flat=True).first())
 
     def _request_missed_steps(self) -> int:
         """Queue a step for runs of this environment with news no queued message announces
@@ -342,11 +339,8 @@ class WorkflowEnvironment:
         return requested
 
     def _next_timer(self) -> datetime | None:
-        due = Timer.objects.filter(execution_id__in=self.broker.run_ids()).order_by("due_at") \
-            .values_list("due_at", flat=True).first()
-        if due is None:
-            return None
-        return timezone.make_aware(due) if timezone.is_naive(due) else due
+        return _aware(Timer.objects.filter(execution_id__in=self.broker.run_ids())
+                      .order_by("due_at").values_list("due_at", flat=True).first())
 
     def _skip_to(self, moment: datetime) -> None:
         self.clock.advance_to(moment)
@@ -368,6 +362,13 @@ class WorkflowEnvironment:
         return (f"{what}, and nothing else can happen: no message is queued and no timer is "
                 f"pending. Send what it waits for (env.signal(...), "
                 f"env.client.complete_activity(...)) and call env.result() again")
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """A stored time as an aware datetime (SQLite without time zone support gives naive)."""
+    if moment is None:
+        return None
+    return timezone.make_aware(moment) if timezone.is_naive(moment) else moment
 
 
 def _open_calls(execution: WorkflowExecution) -> list[str]:

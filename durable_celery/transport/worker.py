@@ -21,6 +21,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -145,7 +146,9 @@ def current_worker_id() -> int:
             _standalone[pid] = register_process(
                 name=f"standalone@{socket.gethostname()}", hostname=socket.gethostname(),
                 pid=pid, queues=(), pool="standalone", version=_version())
-            _StandaloneBeat(_standalone[pid]).start()
+            worker_id = _standalone[pid]
+            _Heartbeat(lambda: _beat_standalone(worker_id), float(
+                durable_setting("DURABLE_WORKER_HEARTBEAT_INTERVAL"))).start()
         return _standalone[pid]
 
 
@@ -158,52 +161,45 @@ def _live_pids(role: _WorkerRole) -> list[int]:
     return pids
 
 
-class _StandaloneBeat(threading.Thread):
-    """Heartbeats of a process that claims work without being a Celery worker."""
-
-    def __init__(self, worker_id: int) -> None:
-        super().__init__(name="durable-heartbeat", daemon=True)
-        self.worker_id = worker_id
-
-    def run(self) -> None:
-        from ..models import Worker
-
-        interval = float(durable_setting("DURABLE_WORKER_HEARTBEAT_INTERVAL"))
-        while True:
-            time.sleep(interval)
-            try:
-                # a beat also revives a process taken for dead while it was only paused
-                Worker.objects.filter(pk=self.worker_id).update(
-                    heartbeat_at=clock.now(), stopped_at=None, recovered_at=None)
-            except Exception:  # noqa: BLE001 - the next beat retries
-                logger.debug("durable_celery: heartbeat failed", exc_info=True)
-                connection.close()
-
-
 class _Heartbeat(threading.Thread):
-    """The main process's heartbeat, on a thread of its own: a recovery pass waiting on an
-    unreachable broker, or a backlog of due timers, never delays it (other workers would take
-    this one for dead and re-drive what it is running)."""
+    """Heartbeats on a thread of their own: a recovery pass waiting on an unreachable broker,
+    or a backlog of due timers, never delays them (other workers would take this process for
+    dead and re-drive what it is running). ``beat`` writes one heartbeat."""
 
-    def __init__(self, role: _WorkerRole, interval: float, stopping: threading.Event) -> None:
+    def __init__(self, beat: Callable[[], None], interval: float,
+                 stopping: threading.Event | None = None) -> None:
         super().__init__(name="durable-worker-heartbeat", daemon=True)
-        self.role = role
+        self.beat = beat
         self.interval = interval
-        self.stopping = stopping
+        self.stopping = stopping or threading.Event()
 
     def run(self) -> None:
-        from ..store.workers import beat
-
         while not self.stopping.is_set():
             try:
                 close_old_connections()
-                listed_at: datetime = clock.now()
-                beat(self.role.main_id, _live_pids(self.role), listed_at)
+                self.beat()
             except Exception:  # keep going: the next beat retries
                 logger.exception("durable_celery: worker heartbeat failed")
                 connection.close()
             self.stopping.wait(self.interval)
         connection.close()
+
+
+def _beat_worker(role: _WorkerRole) -> None:
+    """A Celery worker's beat: its main process and the pool processes alive now."""
+    from ..store.workers import beat
+
+    listed_at: datetime = clock.now()
+    beat(role.main_id, _live_pids(role), listed_at)
+
+
+def _beat_standalone(worker_id: int) -> None:
+    """A process claiming work outside a Celery worker; the beat also revives it if it was
+    taken for dead while it was only paused."""
+    from ..models import Worker
+
+    Worker.objects.filter(pk=worker_id).update(heartbeat_at=clock.now(), stopped_at=None,
+                                               recovered_at=None)
 
 
 class WorkerRuntime(threading.Thread):
@@ -231,7 +227,9 @@ class WorkerRuntime(threading.Thread):
 
         heartbeat = None
         if self.role is not None:
-            heartbeat = _Heartbeat(self.role, self.heartbeat_interval, self.stopping)
+            role = self.role
+            heartbeat = _Heartbeat(lambda: _beat_worker(role), self.heartbeat_interval,
+                                   self.stopping)
             heartbeat.start()
         next_recovery = 0.0
         while self.sweeping and not self.stopping.is_set():

@@ -18,13 +18,10 @@ from typing import Any
 from ..engine import current_context
 from ..errors import InvalidArgumentError
 from ..serialization import json_roundtrip
-from ..validation import MAX_SEARCH_VALUE_LENGTH, check_search_field, check_text
+from ..validation import check_search_field, check_text
 from ._immediate import Immediate
 
 __all__ = ["Entity", "Search", "enrich", "entity", "search"]
-
-#: Longest text a search field value may hold (values are indexed).
-MAX_FIELD_LENGTH = MAX_SEARCH_VALUE_LENGTH
 
 _NO_VALUE: Any = object()
 
@@ -49,12 +46,7 @@ def _field_name(name: Any) -> str:
 
 
 def _field_value(name: str, value: Any) -> str:
-    text = "" if value is None else str(value)
-    if len(text) > MAX_FIELD_LENGTH:
-        raise InvalidArgumentError(f"search field {name!r} would hold {len(text)} characters; "
-                                   f"at most {MAX_FIELD_LENGTH} are indexed (keep large data in "
-                                   f"the entity document)")
-    return check_search_field(name, text)
+    return check_search_field(name, "" if value is None else str(value))
 
 
 def _number(value: Any, what: str) -> int | float:
