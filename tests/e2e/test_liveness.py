@@ -41,7 +41,15 @@ def test_whole_worker_killed_mid_activity_without_timeout_resumes_in_seconds(
         client, uid, start_worker):
     queue = f"kill-{uid}"
     worker = start_worker([queue, f"{queue}-activity"])
-    handle = client.start(lw.lv_around_slow, uid, 4.0, workflow_id=f"kill-{uid}",
+    handle = _killed_mid_activity_and_recovered(client, uid, queue, worker, start_worker)
+    assert _row(handle, 2)["attempts"] == 2
+
+
+def _killed_mid_activity_and_recovered(client, uid, queue, worker, start_worker):
+    """Start a run whose second call is a 4-second activity on ``queue``, SIGKILL ``worker``
+    while it runs, start a new worker: the run completes in seconds, the killed activity ran
+    again and every finished one ran once. Returns the run's handle."""
+    handle = client.start(lw.lv_around_slow, uid, 4.0, workflow_id=f"{queue}-run",
                           task_queue=queue)
     wait_until(lambda: count(f"{uid}-started") == 1, timeout=30, what="the slow activity")
     worker.kill()
@@ -52,8 +60,8 @@ def test_whole_worker_killed_mid_activity_without_timeout_resumes_in_seconds(
     assert time.monotonic() - killed < RECOVERY_BOUND
     assert (count(f"{uid}-first"), count(f"{uid}-last")) == (1, 1)  # finished ones: once
     assert (count(f"{uid}-started"), count(f"{uid}-finished")) == (2, 1)
-    assert _row(handle, 2)["attempts"] == 2
     assert _attempt_log(handle, 2) == [(1, "worker_lost")]
+    return handle
 
 
 def _main_row(worker):
@@ -95,16 +103,7 @@ def test_a_worker_taken_for_dead_while_paused_lives_again_and_its_later_death_is
             .exists()
 
     wait_until(alive_again, timeout=30, what="the resumed worker's heartbeat reviving its rows")
-    handle = client.start(lw.lv_around_slow, uid, 4.0, workflow_id=f"pause-{uid}",
-                          task_queue=queue)
-    wait_until(lambda: count(f"{uid}-started") == 1, timeout=30, what="the slow activity")
-    worker.kill()
-    assert count(f"{uid}-finished") == 0, "the kill came too late to interrupt the activity"
-    start_worker([queue, f"{queue}-activity"])
-    assert handle.result(timeout=RECOVERY_BOUND) == [1, "slept 4.0", 3]
-    assert (count(f"{uid}-first"), count(f"{uid}-last")) == (1, 1)  # finished ones: once
-    assert (count(f"{uid}-started"), count(f"{uid}-finished")) == (2, 1)
-    assert _attempt_log(handle, 2) == [(1, "worker_lost")]
+    _killed_mid_activity_and_recovered(client, uid, queue, worker, start_worker)
 
 
 @pytest.mark.transport
