@@ -148,7 +148,8 @@ def current_worker_id() -> int:
                 pid=pid, queues=(), pool="standalone", version=_version())
             worker_id = _standalone[pid]
             _Heartbeat(lambda: _beat_standalone(worker_id), float(
-                durable_setting("DURABLE_WORKER_HEARTBEAT_INTERVAL"))).start()
+                durable_setting("DURABLE_WORKER_HEARTBEAT_INTERVAL")),
+                failure_level=logging.DEBUG).start()
         return _standalone[pid]
 
 
@@ -167,11 +168,15 @@ class _Heartbeat(threading.Thread):
     dead and re-drive what it is running). ``beat`` writes one heartbeat."""
 
     def __init__(self, beat: Callable[[], None], interval: float,
-                 stopping: threading.Event | None = None) -> None:
+                 stopping: threading.Event | None = None,
+                 failure_level: int = logging.ERROR) -> None:
         super().__init__(name="durable-worker-heartbeat", daemon=True)
         self.beat = beat
         self.interval = interval
         self.stopping = stopping or threading.Event()
+        #: How a failed beat is logged (a standalone process's beats fail quietly: it may
+        #: outlive its database, as a test process does).
+        self.failure_level = failure_level
 
     def run(self) -> None:
         while not self.stopping.is_set():
@@ -179,7 +184,8 @@ class _Heartbeat(threading.Thread):
                 close_old_connections()
                 self.beat()
             except Exception:  # keep going: the next beat retries
-                logger.exception("durable_celery: worker heartbeat failed")
+                logger.log(self.failure_level, "durable_celery: worker heartbeat failed",
+                           exc_info=True)
                 connection.close()
             self.stopping.wait(self.interval)
         connection.close()
