@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from .errors import PayloadConversionError
+from .errors import DurableError, PayloadConversionError
 from .serialization import storable_json
 
-__all__ = ["check_args", "decode_args", "decode_result", "encode", "needs_conversion"]
+__all__ = ["check_args", "decode_args", "decode_result", "encode", "needs_conversion",
+           "result_decoder"]
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +91,23 @@ def decode_result(function: Callable[..., Any], value: Any, *, where: str = "") 
     if adapter is None:
         return value
     return _validate(adapter, value, f"the result of {where or _describe(function)}")
+
+
+def result_decoder(function: Callable[..., Any] | None,
+                   where: str) -> Callable[[Any], Any] | None:
+    """What a workflow hands a call's stored result through: :func:`decode_result` by
+    ``function``'s return annotation, when this process has the function (``None`` otherwise:
+    the plain JSON arrives). Error objects (``throw_on_error=False``) pass unchanged."""
+    if function is None:
+        return None
+    known = function
+
+    def decode(value: Any) -> Any:
+        if isinstance(value, DurableError):
+            return value
+        return decode_result(known, value, where=where)
+
+    return decode
 
 
 def check_args(function: Callable[..., Any], args: Sequence[Any], *, where: str) -> list[Any]:

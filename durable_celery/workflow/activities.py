@@ -9,9 +9,9 @@ from typing import Any
 from ..durations import parse_duration
 from ..engine import DurableCall, current_context
 from ..engine.context import check_timer_seconds
-from ..errors import DurableError, InvalidArgumentError
+from ..errors import InvalidArgumentError
 from ..interceptors import activity_interceptors
-from ..payloads import decode_result, encode
+from ..payloads import encode, result_decoder
 from ..registry import lookup_activity, registered_activities
 from ..retry import RetryPolicy
 from .intercept import intercepted_activity
@@ -194,18 +194,10 @@ def _options(task_queue: str | None, retry_policy: RetryPolicy | dict[str, Any] 
 
 def _result_decoder(name: str, task_queue: str) -> Callable[[Any], Any] | None:
     """Rebuilds the activity's result by its return annotation, when this process has it
-    registered (otherwise the plain JSON arrives); error objects pass unchanged."""
+    registered."""
     definition = lookup_activity(name, task_queue)
-    if definition is None:
-        return None
-    function = definition.function
-
-    def decode(value: Any) -> Any:
-        if isinstance(value, DurableError):  # throw_on_error=False hands errors back
-            return value
-        return decode_result(function, value, where=f"activity {name!r}")
-
-    return decode
+    return result_decoder(definition.function if definition is not None else None,
+                          f"activity {name!r}")
 
 
 def _registered_queue(name: str) -> str | None:

@@ -8,8 +8,8 @@ from typing import Any
 
 from ..durations import parse_duration, parse_timeout
 from ..engine import DurableCall, ReplayContext, current_context
-from ..errors import DurableError, InvalidArgumentError
-from ..payloads import decode_result, encode
+from ..errors import InvalidArgumentError
+from ..payloads import encode, result_decoder
 from ..registry import WorkflowDefinition, lookup_workflow
 from ..retry import RetryPolicy
 from ..validation import check_text
@@ -153,18 +153,10 @@ def _started_child_decoder(ctx: ReplayContext, workflow_id: str) -> Callable[[An
 
 def _result_decoder(name: str) -> Callable[[Any], Any] | None:
     """Rebuilds the child's result by its return annotation when its definition is registered
-    in this process (otherwise the plain JSON arrives); error objects pass unchanged."""
+    in this process."""
     definition = lookup_workflow(name)
-    if definition is None:
-        return None
-    function = definition.function
-
-    def decode(value: Any) -> Any:
-        if isinstance(value, DurableError):  # throw_on_error=False hands errors back
-            return value
-        return decode_result(function, value, where=f"child workflow {name!r}")
-
-    return decode
+    return result_decoder(definition.function if definition is not None else None,
+                          f"child workflow {name!r}")
 
 
 def _with_id(ctx: ReplayContext, spec: dict[str, Any], seq: int) -> dict[str, Any]:
