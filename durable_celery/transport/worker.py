@@ -36,6 +36,7 @@ __all__ = [
     "configure_worker",
     "consumes",
     "current_worker_id",
+    "embedded_worker_in_use",
     "in_worker",
     "shutting_down",
     "start_worker_runtime",
@@ -119,6 +120,12 @@ def use_embedded_worker(worker_id: int | None) -> int | None:
     global _embedded
     previous, _embedded = _embedded, worker_id
     return previous
+
+
+def embedded_worker_in_use() -> bool:
+    """Whether an embedded worker (the testing kit's) runs this process's messages: it serves
+    every queue."""
+    return _embedded is not None
 
 
 def current_worker_id() -> int:

@@ -196,3 +196,12 @@ def test_workflow_retries_wait_on_the_test_clock_and_failures_reach_result(durab
         durable_env.result(failing)
     assert info.value.type == "RuntimeError"
     assert failing.status() == "failed"
+
+
+def test_starting_a_workflow_logs_no_unconsumed_queue_warning(durable_env, uid, caplog):
+    """The embedded worker serves every queue: a start through the kit is not taken for a start
+    on a queue no worker consumes (outside the kit, the warning stays)."""
+    with caplog.at_level("WARNING", logger="durable_celery"):
+        handle = durable_env.start(kw.kit_steps, uid, workflow_id=f"quiet-{uid}")
+    assert durable_env.result(handle)[1] == f"receipt-{uid}-1.00"
+    assert not [r for r in caplog.records if "no live worker consumes" in r.getMessage()]
