@@ -72,11 +72,15 @@ def current_clock() -> Clock | None:
 class ClockDateTimeField(models.DateTimeField):
     """A ``DateTimeField`` whose ``auto_now`` / ``auto_now_add`` stamp comes from :func:`now`.
 
+    An ``auto_now_add`` field keeps a value the new row was given: rows a step decides carry
+    the step's time, so an instant call's ``completed_at`` never precedes its ``created_at``.
     The column is an ordinary ``DateTimeField`` (migrations record it as one); only where the
     Python value comes from differs.
     """
 
     def pre_save(self, model_instance: models.Model, add: bool) -> Any:
+        if self.auto_now_add and add and getattr(model_instance, self.attname) is not None:
+            return getattr(model_instance, self.attname)
         if self.auto_now or (self.auto_now_add and add):
             value = now()
             setattr(model_instance, self.attname, value)

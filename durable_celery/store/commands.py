@@ -67,7 +67,8 @@ def record_commands(execution: WorkflowExecution, commands: list[Command], step:
             execution_id=execution.pk, dimension=command.dimension, seq=command.seq,
             kind=command.kind, name=command.name, status=command.status, input=command.input,
             result=command.result if resolved else None, error=command.error,
-            observed_step=step if resolved else None, completed_at=now if resolved else None)
+            observed_step=step if resolved else None, created_at=now,
+            completed_at=now if resolved else None)
         if command.kind == "activity":
             row.attempts = 1
             claim_for = claimer_for(execution, row, eager, eager_taken=eager_taken)

@@ -62,6 +62,8 @@ def test_now_and_uuid4_are_the_same_on_every_replay_and_differ_between_runs(clie
     assert [h["kind"] for h in history] == ["now", "uuid4", "activity"] * rounds
     assert [h["result"] for h in history if h["kind"] == "now"] == [m for m, _ in first]
     assert [h["result"] for h in history if h["kind"] == "uuid4"] == [i for _, i in first]
+    # an instant call's row is created and completed at the step's time, never completed first
+    assert all(h["completed_at"] >= h["created_at"] for h in history + two.history())
 
 
 def test_a_new_run_of_the_same_workflow_id_gets_new_ids(client, uid):
