@@ -46,6 +46,7 @@ __all__ = [
     "recover_dead_workers",
     "recover_lost_messages",
     "recover_timed_out_attempts",
+    "report_broker_loss",
     "republish_outbox",
     "request_missed_steps",
     "run_recovery_duties",
@@ -278,7 +279,20 @@ def recover_lost_messages(now: datetime | None = None, *, broker_lost: bool = Fa
     if broker_lost:
         count += republish_outbox(now, everything=True)
         count += request_missed_steps(now, everything=True)
+        report_broker_loss(count)
     return count
+
+
+def report_broker_loss(sent_again: int) -> None:
+    """Log what the sweeper did about a broker that holds none of the messages it was given: a
+    warning when work was sent again, a note when there was none (a new broker)."""
+    if sent_again:
+        logger.warning("durable_celery: the broker holds none of the messages it was given (it "
+                       "restarted empty or was purged); sent %d queued attempts, outbox "
+                       "messages and step requests again", sent_again)
+    else:
+        logger.info("durable_celery: the broker held no canary message (it is new, restarted "
+                    "empty or was purged); nothing queued needed sending again")
 
 
 def request_missed_steps(now: datetime | None = None, *, everything: bool = False) -> int:

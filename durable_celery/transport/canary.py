@@ -7,7 +7,6 @@ database says must be queued — without waiting for any lease to run out.
 
 from __future__ import annotations
 
-import logging
 import socket
 import time
 from typing import Any
@@ -16,8 +15,6 @@ from celery import current_app
 from kombu import Exchange, Queue
 
 __all__ = ["CANARY_QUEUE", "broker_lost_messages"]
-
-logger = logging.getLogger(__name__)
 
 #: The queue the canary message waits in (never consumed).
 CANARY_QUEUE = "durable.canary"
@@ -32,7 +29,8 @@ def broker_lost_messages() -> bool:
     """Whether the canary message is missing (then put a new one in place).
 
     Returns ``True`` the first time a broker is used too (nothing is lost then, and nothing is
-    queued to send again).
+    queued to send again). The sweeper says what it sent again
+    (:func:`durable_celery.store.sweeper.recover_lost_messages`).
 
     Raises:
         Exception: The broker could not be reached (the sweeper tries again next pass).
@@ -53,6 +51,4 @@ def broker_lost_messages() -> bool:
                              declare=[queue], delivery_mode=2, retry=True,
                              retry_policy={"max_retries": 2, "interval_start": 0,
                                            "interval_step": 0.5, "interval_max": 0.5})
-    logger.warning("durable_celery: the broker holds none of the messages it was given (it "
-                   "restarted empty, was purged, or is new); queued work is being sent again")
     return True

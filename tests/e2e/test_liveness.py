@@ -8,6 +8,7 @@ measured on a quiet machine are in bench/README.md (``python bench/faults.py``).
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -232,19 +233,26 @@ def test_broker_restarting_empty_loses_no_queued_work(client, uid, start_worker)
         with capture_publishes(fail=True):  # the steps are asked for through the outbox
             handles = [client.start(lw.lv_one, key, workflow_id=f"empty-{key}",
                                     task_queue=queue) for key in keys]
-        start_worker([queue], env=env)  # steps only: the activities wait in the broker
+        stepper = start_worker([queue], env=env)  # steps only: the activities wait in the broker
 
         def all_queued() -> bool:
             return all(h.history() and h.history()[0]["status"] == "scheduled"
                        for h in handles) and _pending_outbox(handles) == 0
 
         wait_until(all_queued, timeout=60, what="every activity message waiting in Redis")
+        logged_before = len(stepper.log_path.read_bytes())
         broker.restart_empty()
         restarted = time.monotonic()
-        start_worker([queue, f"{queue}-activity"], env=env)
+        runner = start_worker([queue, f"{queue}-activity"], env=env)
         assert [h.result(timeout=RECOVERY_BOUND) for h in handles] == ["done"] * len(keys)
         assert time.monotonic() - restarted < RECOVERY_BOUND
         assert [count(key) for key in keys] == [1] * len(keys)
+        # the loss is reported with what was sent again (together, at least these attempts)
+        since_restart = (stepper.log_path.read_bytes()[logged_before:]
+                         + runner.log_path.read_bytes()).decode(errors="replace")
+        reported = [int(n) for n in re.findall(
+            r"holds none of the messages it was given .*?; sent (\d+) queued", since_restart)]
+        assert sum(reported) >= len(keys), since_restart[-3000:]
     finally:
         broker.kill()
 

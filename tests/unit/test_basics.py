@@ -337,3 +337,14 @@ def test_no_span_is_built_while_no_tracer_provider_is_set(monkeypatch: Any) -> N
     with telemetry.workflow_span("activity/x", "ns", "wf", {}):
         pass
     assert asked == ["tracer"]
+
+
+def test_a_new_broker_is_a_note_and_a_lost_one_a_warning_naming_what_was_sent(caplog) -> None:
+    from durable_celery.store.sweeper import report_broker_loss
+
+    with caplog.at_level("INFO", logger="durable_celery.store.sweeper"):
+        report_broker_loss(0)
+        report_broker_loss(7)
+    (new, lost) = caplog.records
+    assert new.levelname == "INFO" and "nothing queued needed sending again" in new.getMessage()
+    assert lost.levelname == "WARNING" and "sent 7 queued" in lost.getMessage()
