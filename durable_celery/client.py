@@ -14,7 +14,7 @@ from .payloads import encode
 from .registry import WorkflowDefinition, find_workflow
 from .retry import RetryPolicy
 from .serialization import json_roundtrip
-from .validation import MAX_NAMESPACE_LENGTH, check_search_field, check_text
+from .validation import MAX_NAMESPACE_LENGTH, check_search_field, check_text, field_text
 
 if TYPE_CHECKING:
     from .schedules import ScheduleHandle
@@ -89,7 +89,7 @@ class DurableClient:
         name, default_queue, definition = _resolve(workflow, task_queue)
         stored_args = definition.check_args(args) if definition is not None else encode(
             list(args), where=f"arguments of workflow {name!r}")
-        fields = {str(k): str(v) for k, v in (search or {}).items()}
+        fields = {str(k): field_text(v) for k, v in (search or {}).items()}
         policy = RetryPolicy.coerce(retry_policy)
         ns = namespace or self.namespace
         wid = workflow_id or f"{name}-{uuid.uuid4().hex}"

@@ -13,7 +13,8 @@ from typing import Any
 from .errors import InvalidArgumentError
 
 __all__ = ["MAX_ID_LENGTH", "MAX_NAMESPACE_LENGTH", "MAX_SEARCH_FIELD_BYTES",
-           "MAX_SEARCH_VALUE_LENGTH", "check_search_field", "check_text"]
+           "MAX_SEARCH_VALUE_LENGTH", "check_search_field", "check_text",
+           "field_text"]
 
 #: Longest workflow id, signal id, task queue, workflow or activity name, entity, search key.
 MAX_ID_LENGTH = 255
@@ -53,6 +54,13 @@ def check_text(value: Any, field: str, *, max_length: int = MAX_ID_LENGTH,
         raise InvalidArgumentError(f"{field} is {len(value)} characters long; at most "
                                    f"{max_length} are allowed ({value[:40]!r}...)")
     return value
+
+
+def field_text(value: Any) -> str:
+    """How a search field value is stored and compared: ``str(value)``; ``None`` becomes
+    ``""`` (the same for ``client.start(search=...)``, ``workflow.search().set`` and
+    ``client.search``)."""
+    return "" if value is None else str(value)
 
 
 def check_search_field(name: Any, value: str) -> str:

@@ -22,14 +22,13 @@ from django.db.models.fields.json import KeyTransform
 
 from ..errors import InvalidArgumentError
 from ..models import ExecutionStatus, SearchAttribute, WorkflowExecution
-from ..validation import MAX_SEARCH_VALUE_LENGTH
+from ..validation import MAX_SEARCH_VALUE_LENGTH, field_text
 from . import documents as doc
 from .effects import StepEffects
 
 __all__ = [
     "entity_operation",
     "entity_queryset",
-    "field_text",
     "find_entities",
     "search_executions",
     "search_operation",
@@ -37,11 +36,6 @@ __all__ = [
 
 #: Longest text a search field may hold: values are indexed, and index rows have a size limit.
 MAX_FIELD_LENGTH = MAX_SEARCH_VALUE_LENGTH
-
-
-def field_text(value: Any) -> str:
-    """How a search field value is stored: ``str(value)``; ``None`` becomes ``""``."""
-    return "" if value is None else str(value)
 
 
 def _number(text: str, field: str) -> int | float:

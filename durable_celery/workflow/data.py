@@ -18,7 +18,7 @@ from typing import Any
 from ..engine import current_context
 from ..errors import InvalidArgumentError
 from ..serialization import json_roundtrip
-from ..validation import check_search_field, check_text
+from ..validation import check_search_field, check_text, field_text
 from ._immediate import Immediate
 
 __all__ = ["Entity", "Search", "enrich", "entity", "search"]
@@ -46,7 +46,7 @@ def _field_name(name: Any) -> str:
 
 
 def _field_value(name: str, value: Any) -> str:
-    return check_search_field(name, "" if value is None else str(value))
+    return check_search_field(name, field_text(value))
 
 
 def _number(value: Any, what: str) -> int | float:

@@ -45,6 +45,18 @@ def test_order_status_fields(client, uid):
     assert [h.workflow_id for h in found] == [f"order-{uid}"]
 
 
+def test_search_values_given_at_start_are_text_as_inside_a_workflow(client, uid):
+    """``search=`` at the start stores what ``search().set`` would: ``str(value)``, with
+    ``None`` as the empty text, and ``client.search`` compares the same way."""
+    handle = client.start(dw.order_status, f"o-{uid}", workflow_id=f"text-{uid}",
+                          search={"customer": "acme", "tier": 3, "note": None})
+    assert handle.result(timeout=30)[1][2] == ""
+    assert handle.describe()["search"] == {"customer": "acme", "tier": "3", "note": "",
+                                           "order_id": f"o-{uid}", "status": "completed"}
+    assert [h.workflow_id for h in client.search(note=None, tier=3, customer="acme",
+                                                 order_id=f"o-{uid}")] == [f"text-{uid}"]
+
+
 def test_enrich_and_client_search_finds_exactly_those(client, uid):
     flagged = [client.start(dw.onboarding, f"u{i}-{uid}", True, workflow_id=f"on-{i}-{uid}")
                for i in range(2)]
