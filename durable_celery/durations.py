@@ -44,7 +44,9 @@ def parse_duration(value: str | int | float, *, what: str = "duration") -> float
             seconds = None if parsed is None else float(parsed)
     else:
         seconds = None
-    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+    if seconds is not None and seconds < 0:
+        raise InvalidArgumentError(f"{what} cannot be negative, got {value!r}")
+    if seconds is None or not math.isfinite(seconds):
         raise InvalidArgumentError(
             f"malformed {what}: {value!r}; use a number of seconds or text such as "
             f"'30s', '5 minutes', '2h', '7d', '250ms'"

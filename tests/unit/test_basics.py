@@ -58,6 +58,12 @@ def test_malformed_duration_is_an_invalid_argument(bad: Any) -> None:
     assert "sleep_for duration" in str(caught.value)
 
 
+@pytest.mark.parametrize("negative", [-5, -0.5, "-3s"])
+def test_a_negative_duration_is_called_negative(negative: Any) -> None:
+    with pytest.raises(InvalidArgumentError, match="sleep_for duration cannot be negative"):
+        parse_duration(negative, what="sleep_for duration")
+
+
 # -- retry policy ----------------------------------------------------------------------------
 
 

@@ -68,7 +68,7 @@ def test_run_ids_carry_the_fire_time_to_the_second() -> None:
     (None, "0s", ValueError, "at least 1"),
     (None, "1.5s", ValueError, "whole number"),
     (None, "500ms", ValueError, "whole number"),
-    (None, -1, ValueError, "malformed"),
+    (None, -1, ValueError, "cannot be negative"),
     (None, 1e12, ValueError, "at most ten years"),
     (None, "soon", ValueError, "malformed"),
     (None, None, ValueError, "exactly one"),
