@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import os
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, overload
@@ -189,7 +191,8 @@ def find_workflow(name: str) -> WorkflowDefinition:
     except KeyError:
         known = ", ".join(sorted(_workflows)) or "none"
         raise UnknownWorkflowError(
-            f"no workflow named {name!r} is registered in this process (registered: {known}); "
+            f"no workflow named {name!r} is registered in process {os.getpid()} on "
+            f"{socket.gethostname()} (registered: {known}); "
             f"is the module that defines it imported by the worker (CELERY_IMPORTS or "
             f"autodiscover_tasks)?") from None
 

@@ -88,6 +88,8 @@ def test_errors_exit_non_zero(db_access, uid):
         durable_cmd("retry", f"missing-{uid}")
     with pytest.raises(CommandError, match="JSON list"):
         durable_cmd("start", "hello", '{"a": 1}')
+    with pytest.raises(CommandError, match="UnknownWorkflowError: .* pass --queue QUEUE"):
+        durable_cmd("start", f"nope_{uid}", "[1]")
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.run([sys.executable, "manage.py", "durable", "history", f"missing-{uid}",
                            "--json"], cwd=REPO, env=env, capture_output=True, text=True,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+
 import pytest
 
 from durable_celery import (
@@ -35,6 +38,8 @@ def test_unknown_workflow_name_with_task_queue_fails_on_worker(client, uid):
     with pytest.raises(UnknownWorkflowError) as info:
         handle.result(timeout=30)
     assert f"nope_{uid}" in info.value.message
+    assert f"registered in process {os.getpid()} " not in info.value.message  # the worker's
+    assert re.search(r"registered in process \d+ on ", info.value.message)
     assert handle.status() == "failed"
 
 

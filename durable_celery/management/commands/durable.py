@@ -235,6 +235,7 @@ class Command(BaseCommand):
     def do_start(self, options: dict[str, Any]) -> None:
         """Start a workflow by its registered name."""
         from ...client import DurableClient
+        from ...errors import UnknownWorkflowError
 
         args = _json_arg(options["args_json"], "ARGS_JSON")
         if not isinstance(args, list):
@@ -244,6 +245,11 @@ class Command(BaseCommand):
             handle = DurableClient(self.namespace).start(
                 options["name"], *args, workflow_id=options["workflow_id"],
                 task_queue=options["task_queue"])
+        except UnknownWorkflowError:  # the client's advice names its keyword, not the flag
+            raise UnknownWorkflowError(
+                f"no workflow named {options['name']!r} is registered in this command's "
+                f"process; pass --queue QUEUE to start a workflow defined only on the "
+                f"workers") from None
         except TypeError as error:
             raise CommandError(str(error)) from None
         self._emit({"workflow_id": handle.workflow_id, "namespace": handle.namespace},
