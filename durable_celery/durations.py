@@ -28,6 +28,22 @@ def parse_duration(value: str | int | float, *, what: str = "duration") -> float
         InvalidArgumentError: (a ``ValueError``) the value is negative, not finite, or not a
             duration we can read.
     """
+    try:
+        seconds = _seconds(value)
+    except OverflowError:
+        raise InvalidArgumentError(f"{what} is out of range: {value!r:.80}") from None
+    if seconds is not None and seconds < 0:
+        raise InvalidArgumentError(f"{what} cannot be negative, got {value!r:.80}")
+    if seconds is None or not math.isfinite(seconds):
+        raise InvalidArgumentError(
+            f"malformed {what}: {value!r:.80}; use a number of seconds or text such as "
+            f"'30s', '5 minutes', '2h', '7d', '250ms'"
+        )
+    return seconds
+
+
+def _seconds(value: object) -> float | None:
+    """``value`` as seconds, ``None`` if unreadable; ``OverflowError`` if too large for a float."""
     seconds: float | None
     if isinstance(value, bool):
         seconds = None
@@ -44,13 +60,6 @@ def parse_duration(value: str | int | float, *, what: str = "duration") -> float
             seconds = None if parsed is None else float(parsed)
     else:
         seconds = None
-    if seconds is not None and seconds < 0:
-        raise InvalidArgumentError(f"{what} cannot be negative, got {value!r}")
-    if seconds is None or not math.isfinite(seconds):
-        raise InvalidArgumentError(
-            f"malformed {what}: {value!r}; use a number of seconds or text such as "
-            f"'30s', '5 minutes', '2h', '7d', '250ms'"
-        )
     return seconds
 
 

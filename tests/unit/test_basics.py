@@ -354,3 +354,25 @@ def test_a_new_broker_is_a_note_and_a_lost_one_a_warning_naming_what_was_sent(ca
     (new, lost) = caplog.records
     assert new.levelname == "INFO" and "nothing queued needed sending again" in new.getMessage()
     assert lost.levelname == "WARNING" and "sent 7 queued" in lost.getMessage()
+
+
+# -- audit: bad input refused with a clear error --------------------------------------------
+
+
+@pytest.mark.parametrize("value", [10**400, -(10**400), "1" * 400 + "s", "1" * 400 + "d"])
+def test_a_duration_too_large_for_a_float_is_an_invalid_argument(value: Any) -> None:
+    from durable_celery.durations import parse_timeout
+
+    with pytest.raises(InvalidArgumentError, match="sleep_for duration is out of range"):
+        parse_duration(value, what="sleep_for duration")
+    with pytest.raises(InvalidArgumentError, match="execution_timeout"):
+        parse_timeout(value, what="execution_timeout")
+
+
+def test_a_schedule_interval_too_large_for_a_float_is_an_invalid_argument() -> None:
+    from durable_celery.schedules import ScheduleTiming, parse_catchup_window
+
+    with pytest.raises(InvalidArgumentError, match="catchup_window"):
+        parse_catchup_window(10**400)
+    with pytest.raises(InvalidArgumentError, match="every="):
+        ScheduleTiming.parse(every=10**400)
