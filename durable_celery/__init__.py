@@ -11,6 +11,7 @@ from . import errors, workflow
 from .activity import activity
 from .client import DurableClient
 from .errors import (
+    ArgumentMismatchError,
     DuplicateWorkflowError,
     DurableChildError,
     DurableError,
@@ -47,6 +48,7 @@ from .retry import RetryPolicy
 __version__ = "0.2.0"
 
 __all__ = [
+    "ArgumentMismatchError",
     "DuplicateWorkflowError",
     "DurableChildError",
     "DurableClient",

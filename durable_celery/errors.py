@@ -17,6 +17,7 @@ import traceback as traceback_module
 from typing import Any
 
 __all__ = [
+    "ArgumentMismatchError",
     "CompleteAsyncError",
     "ContinueAsNewError",
     "DurableChildError",
@@ -213,6 +214,12 @@ class PayloadConversionError(DurableFatalError, TypeError):
     dataclass or pydantic model hint): a mismatch that retrying cannot cure."""
 
 
+class ArgumentMismatchError(DurableFatalError, TypeError):
+    """Arguments that do not fit the receiving function's signature (too many, too few, an
+    unknown or missing keyword): a workflow, child, hook or activity called wrongly. Retrying
+    cannot cure it, so it is not retried; it is also a ``TypeError``."""
+
+
 _CONTROL_FLOW = (DurableInterruption, DurableTimeoutError, DurableMaxedError, DurableFatalError,
                  DurableRetryError)
 
@@ -222,7 +229,7 @@ _BY_NAME: dict[str, type[_Coded]] = {
                 DurableInterruptedError, NonDeterminismError, UnknownActivityError,
                 UnknownWorkflowError, WorkflowSandboxError, DuplicateWorkflowError,
                 InvalidArgumentError, NotJSONSerializableError, PayloadConversionError,
-                ScheduleNotFoundError, OperationError,
+                ArgumentMismatchError, ScheduleNotFoundError, OperationError,
                 WorkflowNotFoundError, WorkflowNotRunningError, DurableError)
 }
 _BY_CODE: dict[int, type[_Coded]] = {

@@ -5,6 +5,7 @@ a JSON structure) into plain JSON and refuses anything else that is not JSON. Th
 rebuilds them from the type hints of the function that receives them: :func:`decode_args` for a
 workflow's or activity's parameters, :func:`decode_result` for a return value.
 :func:`check_args` is the start-time check: the arguments bind to the signature and rebuild.
+Both refuse arguments that do not bind with :class:`ArgumentMismatchError` (not retried).
 
 Only hints that mention a dataclass or a pydantic model convert anything; every other value is
 handed over exactly as it reads back from JSON, as before. The conversion is pydantic's
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from .errors import DurableError, PayloadConversionError
+from .errors import ArgumentMismatchError, DurableError, PayloadConversionError
 from .serialization import storable_json
 
 __all__ = ["check_args", "decode_args", "decode_result", "encode", "needs_conversion",
@@ -57,14 +58,18 @@ def decode_args(function: Callable[..., Any], args: Sequence[Any], *,
                 where: str = "") -> list[Any]:
     """Rebuild ``args`` (as read from JSON) for ``function``'s parameters.
 
-    Each positional argument whose parameter's hint mentions a dataclass or pydantic model is
-    rebuilt by that hint; the others (and arguments beyond the signature) pass unchanged.
+    The arguments must bind to the signature first (the worker checks this before it runs a
+    workflow, hook or activity, so a wrong count fails at once instead of being retried). Each
+    positional argument whose parameter's hint mentions a dataclass or pydantic model is
+    rebuilt by that hint; the others pass unchanged.
 
     Raises:
+        ArgumentMismatchError: The arguments do not bind to the signature (too many, too few).
         PayloadConversionError: An argument does not fit its parameter's hint (a ``TypeError``;
             a ``DurableFatalError``, so it is not retried).
     """
     plan = _plan(function)
+    _bind(function, plan, args, where)
     decoded = list(args)
     for index, value in enumerate(decoded):
         if index < len(plan.positional):
@@ -119,19 +124,12 @@ def check_args(function: Callable[..., Any], args: Sequence[Any], *, where: str)
         where: Names the receiver for messages (``"workflow 'order_flow'"``).
 
     Raises:
-        TypeError: The arguments do not bind to the signature (too many, too few), are not JSON
-            (``NotJSONSerializableError``), or do not rebuild as the parameters' hints say
-            (``PayloadConversionError``).
+        TypeError: The arguments do not bind to the signature (``ArgumentMismatchError``: too
+            many, too few), are not JSON (``NotJSONSerializableError``), or do not rebuild as
+            the parameters' hints say (``PayloadConversionError``). All three are
+            ``DurableFatalError``: raised in workflow code they fail it without retry.
     """
     stored = encode(list(args), where=f"arguments of {where}")
-    try:
-        inspect.signature(function).bind(*stored)
-    except TypeError as exc:
-        raise TypeError(f"{where} cannot be called with {len(stored)} argument(s): {exc}; its "
-                        f"signature is {_describe(function)}"
-                        f"{inspect.signature(function)}") from None
-    except ValueError:  # no signature to check (some builtins): the call will tell
-        return stored
     decode_args(function, stored, where=where)
     return stored
 
@@ -148,11 +146,34 @@ def needs_conversion(hint: Any) -> bool:
 
 @dataclass(frozen=True)
 class _Plan:
-    """How to rebuild one function's arguments and result: an adapter per converted hint."""
+    """How to rebuild one function's arguments and result: an adapter per converted hint, and
+    the signature the arguments must bind to (``None``: it cannot be read, as for some
+    builtins; the call itself will tell)."""
 
     positional: list[tuple[str, Any]]
     var_positional: tuple[str, Any] | None
     result: Any
+    signature: inspect.Signature | None = None
+
+
+def _bind(function: Callable[..., Any], plan: _Plan, args: Sequence[Any], where: str) -> None:
+    if plan.signature is None:
+        return
+    try:
+        plan.signature.bind(*args)
+    except TypeError as exc:
+        raise ArgumentMismatchError(
+            f"{where or _describe(function)} cannot be called with {len(args)} argument(s)"
+            f"{_reply_note(args)}: {exc}; its signature is "
+            f"{_describe(function)}{plan.signature}") from None
+
+
+def _reply_note(args: Sequence[Any]) -> str:
+    """Names the argument ``exec_hook`` adds, so the count in the message adds up."""
+    last = args[-1] if args else None
+    if isinstance(last, dict) and last.get("$durable") and "signal" in last:
+        return " (the last is the reply address exec_hook adds)"
+    return ""
 
 
 def _plan(function: Callable[..., Any]) -> _Plan:
@@ -169,18 +190,23 @@ def _plan_for(function: Callable[..., Any], bound: bool) -> _Plan:
         logger.warning("durable_celery: the type hints of %s cannot be resolved (%s); its "
                        "arguments and result are passed as plain JSON", _describe(function), exc)
         hints = {}
+    signature: inspect.Signature | None
     try:
-        parameters = list(inspect.signature(function).parameters.values())
-    except ValueError:
-        parameters = []
-    if bound:
-        parameters = parameters[1:]
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):  # no signature to read (some builtins)
+        signature, parameters = None, []
+    else:
+        parameters = list(signature.parameters.values())
+        if bound and parameters and parameters[0].kind in _POSITIONAL:  # the bound self
+            parameters = parameters[1:]
+            signature = signature.replace(parameters=parameters)
     positional = [(p.name, _adapter_for(hints.get(p.name), function, p.name))
                   for p in parameters if p.kind in _POSITIONAL]
     var_positional = next(((p.name, _adapter_for(hints.get(p.name), function, p.name))
                            for p in parameters if p.kind == inspect.Parameter.VAR_POSITIONAL),
                           None)
-    return _Plan(positional, var_positional, _adapter_for(hints.get("return"), function, "return"))
+    return _Plan(positional, var_positional, _adapter_for(hints.get("return"), function, "return"),
+                 signature)
 
 
 def _adapter_for(hint: Any, function: Callable[..., Any], name: str) -> Any:

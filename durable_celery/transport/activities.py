@@ -193,6 +193,8 @@ class _AttemptTimedOut(Exception):
 
 def _invoke(definition: ActivityDefinition, message: dict[str, Any], worker_id: int) -> Any:
     heartbeat_timeout = message.get("heartbeat_timeout")
+    # decode_args binds the arguments to the signature first: a wrong count fails the attempt
+    # with ArgumentMismatchError (a DurableFatalError: decide_retry does not retry it).
     ctx = ActivityContext(
         activity_name=definition.name, args=decode_args(
             definition.function, message.get("args", []), where=f"activity {definition.name!r}"),

@@ -38,8 +38,8 @@ def exec_child(workflow: WorkflowDefinition | str | None = None, *,
         workflow_name: The child's registered name (alternative to ``workflow``).
         args: Its arguments: JSON, dataclasses, pydantic models. When the child's definition
             is registered in this process they are checked against its signature at the call
-            (``TypeError``, nothing recorded), and its result is rebuilt by its return
-            annotation.
+            (``ArgumentMismatchError``, nothing recorded; otherwise the child fails at once on
+            its worker with it), and its result is rebuilt by its return annotation.
         task_queue: Its task queue (default: the definition's, else the entity, else the
             parent's).
         workflow_id: Its id (default: generated, unique across parallel and re-entrant calls).
@@ -52,6 +52,9 @@ def exec_child(workflow: WorkflowDefinition | str | None = None, *,
     Raises:
         InvalidArgumentError: (a ``ValueError``, at the call) a malformed, negative or zero
             ``execution_timeout``.
+        ArgumentMismatchError: (a ``TypeError``, at the call) ``args`` do not fit the
+            registered child's signature. Both are ``DurableFatalError``: uncaught, they fail
+            this workflow without retry.
     """
     ctx = current_context()
     spec = _child_spec(ctx, workflow, workflow_name, args, task_queue, workflow_id, entity,

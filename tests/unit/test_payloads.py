@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from durable_celery import activity, durable_workflow, registry, workflow
 from durable_celery.engine import StepStatus
 from durable_celery.errors import (
+    ArgumentMismatchError,
     DurableFatalError,
     DurableMaxedError,
     NotJSONSerializableError,
@@ -148,7 +149,27 @@ def test_decode_args_handles_optional_var_positional_and_extra_args() -> None:
     assert order == ORDER and order.placed_at.tzinfo is not None
     assert extra == [Item("x", 9), Item("y", 8)]
     assert decode_args(take_order, [None]) == [None]
-    assert decode_args(untyped, [{"a": 1}, 2, 3]) == [{"a": 1}, 2, 3]
+    assert decode_args(untyped, [{"a": 1}, 2]) == [{"a": 1}, 2]
+
+
+def test_decode_args_refuses_arguments_that_do_not_bind_without_retry() -> None:
+    # The worker binds stored arguments before it runs a workflow, hook or activity: a wrong
+    # count is an ArgumentMismatchError (fatal: never retried), not the call's plain TypeError.
+    with pytest.raises(ArgumentMismatchError) as caught:
+        decode_args(untyped, [{"a": 1}, 2, 3], where="activity 'untyped'")
+    error = caught.value
+    assert isinstance(error, TypeError) and isinstance(error, DurableFatalError)
+    assert error.code == 598
+    assert error.message == ("activity 'untyped' cannot be called with 3 argument(s): too many "
+                             "positional arguments; its signature is untyped(a, b=2)")
+    with pytest.raises(ArgumentMismatchError, match="with 0 argument"):
+        decode_args(untyped, [])
+    reply = {"signal": "s", "$durable": True}
+    with pytest.raises(ArgumentMismatchError, match=r"4 argument\(s\) \(the last is the reply"):
+        decode_args(untyped, [1, 2, 3, reply], where="workflow 'untyped'")
+    with pytest.raises(ArgumentMismatchError, match=r"label\(item: 'Item'\)"):
+        decode_args(Service("p").label, [])
+    assert decode_args(max, [[1], 2, 3]) == [[1], 2, 3]  # no readable signature: the call tells
 
 
 def test_decode_args_of_a_bound_method_skips_self() -> None:
@@ -204,8 +225,9 @@ def test_check_args_refuses_what_cannot_bind_and_returns_the_json_to_store() -> 
     message = str(caught.value)
     assert "workflow 'take_items'" in message and "missing a required argument" in message
     assert "(items: 'list[Item]', label: 'str', count: 'int')" in message
-    with pytest.raises(TypeError, match="too many positional arguments"):
+    with pytest.raises(ArgumentMismatchError, match="too many positional arguments"):
         check_args(take_items, [[], "l", 1, 2], where="workflow 'take_items'")
+    assert isinstance(caught.value, ArgumentMismatchError)  # a TypeError, and not retried
     with pytest.raises(PayloadConversionError, match="argument 'items'"):
         check_args(take_items, [[{"sku": 1}], "l", 1], where="workflow 'take_items'")
     assert check_args(take_items, [[Item("a", 1)], "l", 1], where="w") == [

@@ -18,6 +18,7 @@ PACKAGE_DIR = Path(durable_celery.__file__).resolve().parent
 MAX_LINES = 500
 
 ERROR_NAMES = [
+    "ArgumentMismatchError",
     "DuplicateWorkflowError",
     "DurableChildError",
     "DurableError",
