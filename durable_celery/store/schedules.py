@@ -25,6 +25,7 @@ from .. import clock
 from ..errors import DuplicateWorkflowError
 from ..models import Schedule, ScheduleOverlap, WorkflowExecution
 from ..schedules import ScheduleTiming, run_workflow_id
+from .connection import connection_failed
 from .executions import IdReusePolicy, create_execution
 from .lifecycle import request_cancel
 from .operations import record_operator_action
@@ -156,8 +157,9 @@ def fire_due_schedules(now: datetime | None = None, limit: int = 50,
     their runs, each schedule in its own savepoint; with ``schedules`` (primary keys), only
     those (the testing kit fires the schedules its test made).
 
-    A schedule whose processing raises something other than a database error is paused with
-    the error as its note (and logged), so it cannot fail every pass.
+    A schedule whose processing fails other than by a lost database connection (an error in
+    it, or a value the database refuses to store) is paused with the error as its note (and
+    logged), so it cannot fail every pass.
 
     Returns:
         How many runs were started.
@@ -181,19 +183,28 @@ def _sweep_one(schedule: Schedule, now: datetime) -> int:
         return started
     except _ClaimLost:
         return 0
-    except DatabaseError:
-        raise
-    except Exception as error:  # a stored schedule that cannot fire: stop it, say why
-        logger.exception("durable_celery: schedule %s could not fire; it is paused",
-                         schedule.schedule_id)
-        with transaction.atomic():
-            fresh = Schedule.objects.filter(pk=schedule.pk).first()
-            if fresh is not None:
-                fresh.paused = True
-                fresh.note = f"paused by the sweeper after an error: {error}"[:500]
-                record_event(fresh, ScheduleEvent.FAILED, now, error=repr(error)[:500])
-                fresh.save(update_fields=["paused", "note", "log", "updated_at"])
+    except DatabaseError as error:
+        if connection_failed(error):
+            raise  # the next pass retries on a new connection
+        _pause_failing(schedule, now, error)  # the database refuses what it would store
         return 0
+    except Exception as error:  # a stored schedule that cannot fire: stop it, say why
+        _pause_failing(schedule, now, error)
+        return 0
+
+
+def _pause_failing(schedule: Schedule, now: datetime, error: Exception) -> None:
+    """Pause a schedule whose fire fails the same way every time, with the error as its note:
+    it cannot hold up the other schedules, or the sweeper's pass, again."""
+    logger.exception("durable_celery: schedule %s could not fire; it is paused",
+                     schedule.schedule_id)
+    with transaction.atomic():
+        fresh = Schedule.objects.filter(pk=schedule.pk).first()
+        if fresh is not None:
+            fresh.paused = True
+            fresh.note = f"paused by the sweeper after an error: {error}"[:500]
+            record_event(fresh, ScheduleEvent.FAILED, now, error=repr(error)[:500])
+            fresh.save(update_fields=["paused", "note", "log", "updated_at"])
 
 
 def _fire(schedule: Schedule, now: datetime, batch: OutboxBatch) -> int:

@@ -215,6 +215,16 @@ def _beat_standalone(worker_id: int) -> None:
                                                recovered_at=None)
 
 
+def _run_duty(name: str, duty: Callable[[], object]) -> None:
+    """One duty of a runtime pass; its failure is logged and does not stop the others (a
+    schedule the database refuses must not hold up timers or recovery)."""
+    try:
+        duty()
+    except Exception:  # keep going: the next pass retries
+        logger.exception("durable_celery: worker runtime duty %r failed", name)
+        connection.close()
+
+
 class WorkerRuntime(threading.Thread):
     """The main process's thread: due timers and recovery duties, and its heartbeat thread.
 
@@ -244,20 +254,20 @@ class WorkerRuntime(threading.Thread):
             heartbeat = _Heartbeat(lambda: _beat_worker(role), self.heartbeat_interval,
                                    self.stopping)
             heartbeat.start()
+        def fire_timers() -> None:
+            while fire_due_timers() and not self.stopping.is_set():
+                pass
+
         next_recovery = 0.0
         while self.sweeping and not self.stopping.is_set():
             started = time.monotonic()
-            try:
-                close_old_connections()
-                while fire_due_timers() and not self.stopping.is_set():
-                    pass
-                fire_due_schedules()
-                if started >= next_recovery:
-                    run_recovery_duties(broker_lost_messages)
-                    next_recovery = time.monotonic() + self.recovery_interval
-            except Exception:  # keep going: the next pass retries
-                logger.exception("durable_celery: worker runtime pass failed")
-                connection.close()
+            close_old_connections()
+            _run_duty("fire due timers", fire_timers)
+            _run_duty("fire due schedules", fire_due_schedules)
+            if started >= next_recovery:  # each recovery duty guards itself
+                _run_duty("run recovery duties", lambda: run_recovery_duties(
+                    broker_lost_messages))
+                next_recovery = time.monotonic() + self.recovery_interval
             self.stopping.wait(self.sweep_interval)
         connection.close()
         if heartbeat is not None:

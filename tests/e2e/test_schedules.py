@@ -14,6 +14,7 @@ import pytest
 
 from tests.e2e import schedule_workflows as sw
 from tests.e2e.helpers import wait_until
+from tests.support.backends import current_backend
 from tests.support.counters import count
 
 FAR_CRON = "0 0 1 1 *"  # once a year: never fires during a test
@@ -339,3 +340,30 @@ def _run_exists(workflow_id: str) -> bool:
     from durable_celery.models import WorkflowExecution
 
     return WorkflowExecution.objects.filter(workflow_id=workflow_id).exists()
+
+
+@pytest.mark.skipif(current_backend().name == "sqlite",
+                    reason="PostgreSQL refuses an index row over 2704 bytes; SQLite has no limit")
+def test_a_schedule_the_database_refuses_is_paused_and_the_others_keep_firing(client, made,
+                                                                              uid):
+    """A stored schedule whose runs the database refuses to store (here a search value too
+    large for its index, written past the API's checks) is paused with the error as its note;
+    it holds up neither the other schedules nor the rest of the sweeper's pass."""
+    import random
+    import string
+
+    from durable_celery.models import Schedule
+
+    bad = make(client, made, sw.scheduled_tick, f"bad-{uid}", schedule_id=f"bad-{uid}",
+               every="1s", paused=True)
+    Schedule.objects.named("durable", f"bad-{uid}").update(
+        search={"blob": "".join(random.choices(string.ascii_letters, k=3000))}, paused=False)
+    good = make(client, made, sw.scheduled_tick, f"good-{uid}", schedule_id=f"good-{uid}",
+                every="1s")
+    started(good, at_least=2)
+    info = wait_until(lambda: (i := bad.describe())["paused"] and i, timeout=60,
+                      what="the refused schedule paused")
+    assert info["note"].startswith("paused by the sweeper after an error") and \
+        "index row size" in info["note"]
+    assert info["runs_started"] == 0 and events(info, "failed")
+    assert runs_of(client, f"bad-{uid}") == []
