@@ -13,6 +13,8 @@ worker dies mid-step. Replay: the recorded outcome is returned and nothing is wr
 from __future__ import annotations
 
 import copy
+import math
+import sys
 from typing import Any
 
 from ..engine import current_context
@@ -50,8 +52,9 @@ def _field_value(name: str, value: Any) -> str:
 
 
 def _number(value: Any, what: str) -> int | float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidArgumentError(f"{what} needs a number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or (isinstance(value, float) and not math.isfinite(value)):
+        raise InvalidArgumentError(f"{what} needs a finite number, got {value!r:.80}")
     return value
 
 
@@ -73,8 +76,9 @@ class Search:
         elif len(pairs) % 2 == 0:
             values.update(zip(pairs[::2], pairs[1::2], strict=True))
         else:
-            raise InvalidArgumentError("search().set takes a mapping, keyword fields, or "
-                                       "field/value pairs")
+            raise InvalidArgumentError(
+                f"search().set takes a dict, keyword fields, or field/value pairs, got "
+                f"{len(pairs)} positional argument(s): {pairs!r:.80}")
         values.update(fields)
         texts = {_field_name(k): _field_value(k, v) for k, v in values.items()}
         return _perform("search", "set", {"fields": texts})
@@ -139,8 +143,10 @@ def enrich(fields: dict[str, Any]) -> Immediate[bool]:
 def _path(path: Any) -> str:
     if not isinstance(path, str) or not path:
         raise InvalidArgumentError(f"an entity path is dotted text such as 'user.tags', got "
-                                   f"{path!r}")
-    return path
+                                   f"{path!r:.80}")
+    # any length (documents are bounded by DURABLE_MAX_PAYLOAD_BYTES), but no NUL: the
+    # database cannot store one in a JSON key
+    return check_text(path, "entity path", max_length=sys.maxsize)
 
 
 def _json(value: Any, what: str) -> Any:
