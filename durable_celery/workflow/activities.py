@@ -14,6 +14,7 @@ from ..interceptors import activity_interceptors
 from ..payloads import encode, result_decoder
 from ..registry import lookup_activity, registered_activities
 from ..retry import RetryPolicy
+from ..validation import check_text
 from .intercept import intercepted_activity
 
 __all__ = ["ActivityOptions", "ActivityProxy", "proxy_activities", "proxy_local_activities"]
@@ -72,6 +73,7 @@ class ActivityProxy:
         return call
 
     def _schedule(self, name: str, args: list[Any]) -> Awaitable[Any]:
+        check_text(name, "activity name")
         interceptors = activity_interceptors()
         if interceptors:  # they run first and may change args and options (e.g. headers)
             stored_args = encode(args, where=f"arguments of activity {name!r}")
@@ -113,6 +115,9 @@ class ActivityProxy:
                 details["local"] = True
             return details
 
+        if options is not None and options.get("task_queue") is not None:
+            check_text(options["task_queue"], f"task_queue of activity {name!r} (as an "
+                       f"activity interceptor left it)")
         queue = (options or {}).get("task_queue") or self._task_queue or ctx.info.task_queue
         return ctx.schedule("activity", name, details, transform=_result_decoder(name, queue),
                             throw_on_error=policy.throw_on_error)
@@ -139,7 +144,9 @@ def proxy_activities(activities: Iterable[Callable[..., Any]] | None = None,
             past it the call fails with ``DurableTimeoutError``.
 
     Raises:
-        InvalidArgumentError: A duration is malformed.
+        InvalidArgumentError: A duration is malformed; ``task_queue`` is empty, holds a NUL
+            character or is longer than 255 characters. Calling an activity whose name is
+            longer than that raises it too.
     """
     return ActivityProxy(_names(activities), _options(
         task_queue, retry_policy, start_to_close_timeout, heartbeat_timeout,
@@ -184,6 +191,8 @@ def _options(task_queue: str | None, retry_policy: RetryPolicy | dict[str, Any] 
             raise InvalidArgumentError(f"{what} must be more than 0 seconds, got {value!r}")
         return parsed
 
+    if task_queue is not None:
+        check_text(task_queue, "task_queue")
     return ActivityOptions(
         task_queue=task_queue, retry_policy=RetryPolicy.coerce(retry_policy) or RetryPolicy(),
         start_to_close_timeout=seconds(start_to_close, "start_to_close_timeout"),
