@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..validation import check_text
 from ._immediate import record_in_storage
 
 __all__ = ["interrupt"]
@@ -18,7 +19,10 @@ def interrupt(workflow_id: str, reason: str | None = None, descend: bool = False
     the ids interrupted.
 
     Raises:
+        InvalidArgumentError: (at the call) ``workflow_id`` is not a str, is empty, holds a
+            NUL character or is longer than an id can be.
         WorkflowNotFoundError: (on await) no workflow has this id.
     """
+    check_text(workflow_id, "workflow.interrupt workflow_id")
     spec = {"workflow_id": workflow_id, "reason": reason, "descend": bool(descend)}
     return record_in_storage("interrupt", workflow_id, spec)
