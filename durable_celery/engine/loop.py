@@ -6,7 +6,13 @@ ready callbacks until none is left; a workflow waits only on durable calls, whos
 engine delivers between runs.
 
 ``asyncio.sleep(seconds)`` inside a workflow becomes a durable timer: the call takes a position
-like ``workflow.sleep_for(seconds)`` and resolves when the stored timer fires. Every other
+like ``workflow.sleep_for(seconds)`` and resolves when the stored timer fires. Its delay is
+checked like ``sleep_for``'s: ``None``, text, a bool, a negative, non-finite or too large number
+raise :class:`~durable_celery.errors.InvalidArgumentError` (asyncio itself would raise a
+``TypeError`` that the retry policy retries, or return at once for a negative delay). To see the
+delays asyncio never hands to the loop, importing this module wraps ``asyncio.sleep``; outside a
+workflow's loop the wrapper calls the original unchanged. ``asyncio.sleep(0)`` still only yields
+(no position, as before). Every other
 real-time timer (``asyncio.wait_for`` with a timeout, ``loop.call_later``) is refused with
 :class:`~durable_celery.errors.WorkflowSandboxError`.
 """
@@ -15,11 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 from asyncio import events, futures
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import DurableInterruption, WorkflowSandboxError
+from ..errors import DurableInterruption, InvalidArgumentError, WorkflowSandboxError
 
 __all__ = ["DurableTimerHandle", "ReplayEventLoop", "run_outside_loop"]
 
@@ -119,3 +126,32 @@ def run_outside_loop(function: Callable[[], Any]) -> Any:
         return function()
     finally:
         events._set_running_loop(previous)
+
+
+#: ``asyncio.sleep`` as asyncio defines it (also when this module is imported again).
+_asyncio_sleep: Callable[..., Any] = getattr(asyncio.sleep, "__wrapped__", asyncio.sleep)
+
+
+@functools.wraps(_asyncio_sleep)
+async def _checked_sleep(delay: Any, result: Any = None) -> Any:
+    """``asyncio.sleep``; on a workflow's loop, first checks ``delay`` like ``sleep_for``."""
+    if isinstance(events._get_running_loop(), ReplayEventLoop):
+        _check_sleep_delay(delay)
+    return await _asyncio_sleep(delay, result)
+
+
+def _check_sleep_delay(delay: Any) -> None:
+    """Raise :class:`InvalidArgumentError` unless ``delay`` is a number of seconds a durable
+    timer can wait (``0`` passes: asyncio only yields for it)."""
+    from ..durations import parse_duration
+    from .context import check_timer_seconds
+
+    what = "asyncio.sleep delay"
+    if isinstance(delay, bool) or not isinstance(delay, (int, float)):
+        raise InvalidArgumentError(
+            f"{what} must be a number of seconds, got {type(delay).__name__} {delay!r:.80}; "
+            f"for text such as '5s' use workflow.sleep_for")
+    check_timer_seconds(parse_duration(delay, what=what), "asyncio.sleep")
+
+
+asyncio.sleep = _checked_sleep  # type: ignore[assignment]
