@@ -202,3 +202,38 @@ def test_messages_naming_rows_this_database_lacks_are_skipped_with_a_warning(db_
     assert any(f"run {missing}, which this database does not hold" in w for w in warnings)
     assert any(f"call {missing} of workflow elsewhere-{uid}, which this database does not hold"
                in w for w in warnings)
+
+
+# -- bad values given in workflow code fail the run at once (never retried for hours) --------
+
+
+@pytest.mark.parametrize("case, message", [
+    ("sleep_for_huge", "sleep_for duration is out of range"),
+    ("search_incr_nan", "search().incr needs a finite number, got nan"),
+    ("search_mult_inf", "search().mult needs a finite number, got -inf"),
+    ("entity_nul_path", "entity path must not contain a NUL"),
+    ("queue_nul", "task_queue must not contain a NUL"),
+    ("queue_long", "task_queue is 300 characters long; at most 255"),
+    ("queue_empty", "task_queue must not be empty"),
+    ("activity_name_long", "activity name is 300 characters long"),
+    ("asyncio_sleep_none", "asyncio.sleep delay must be a number of seconds, got NoneType"),
+    ("asyncio_sleep_text", "use workflow.sleep_for"),
+    ("asyncio_sleep_negative", "asyncio.sleep delay cannot be negative, got -1"),
+    ("interrupt_nul", "workflow.interrupt workflow_id must not contain a NUL"),
+    ("interrupt_long", "workflow.interrupt workflow_id is 300 characters long"),
+])
+def test_bad_value_in_workflow_code_fails_the_run_at_once(client, uid, case, message):
+    from durable_celery import InvalidArgumentError
+
+    handle = client.start(wf.bad_call, case, workflow_id=f"badcall-{uid}")
+    with pytest.raises(InvalidArgumentError) as info:
+        handle.result(timeout=30)
+    assert message in info.value.message
+    assert handle.status() == "failed"
+    assert [row["kind"] for row in handle.history()] in ([], ["search"], ["entity"])
+
+
+def test_asyncio_sleep_zero_in_a_workflow_only_yields(client, uid):
+    handle = client.start(wf.sleeps_zero, workflow_id=f"sleep0-{uid}")
+    assert handle.result(timeout=30) == "yielded"
+    assert handle.history() == []

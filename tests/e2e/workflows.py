@@ -411,3 +411,45 @@ async def wide_slow(key: str, n: int, seconds: float) -> list[object]:
     """``n`` parallel slow activities, retried by the default policy: a fan-in to kill in."""
     acts = workflow.proxy_activities()
     return await workflow.all(*(acts.slow(f"{key}-{i}", seconds) for i in range(n)))
+
+
+# --- bad values given in workflow code (test_bad_input): each fails the run at once ----------
+
+
+@durable_workflow
+async def bad_call(case: str) -> object:
+    """Makes the one bad durable call ``case`` names."""
+    if case == "sleep_for_huge":
+        return await workflow.sleep_for(10**400)
+    if case == "search_incr_nan":
+        return await (await workflow.search()).incr("total", float("nan"))
+    if case == "search_mult_inf":
+        return await (await workflow.search()).mult("total", float("-inf"))
+    if case == "entity_nul_path":
+        return await (await workflow.entity()).increment("a\x00b", 1)
+    if case == "queue_nul":
+        return await workflow.proxy_activities(task_queue="q\x00").greet("x")
+    if case == "queue_long":
+        return await workflow.proxy_local_activities(task_queue="q" * 300).greet("x")
+    if case == "queue_empty":
+        return await workflow.proxy_activities(task_queue="").greet("x")
+    if case == "activity_name_long":
+        return await getattr(workflow.proxy_activities(), "a" * 300)()
+    if case == "asyncio_sleep_none":
+        return await asyncio.sleep(None)  # type: ignore[arg-type]
+    if case == "asyncio_sleep_text":
+        return await asyncio.sleep("5s")  # type: ignore[arg-type]
+    if case == "asyncio_sleep_negative":
+        return await asyncio.sleep(-1)
+    if case == "interrupt_nul":
+        return await workflow.interrupt("x\x00")
+    if case == "interrupt_long":
+        return await workflow.interrupt("x" * 300)
+    raise AssertionError(f"no case {case!r}")
+
+
+@durable_workflow
+async def sleeps_zero() -> str:
+    """``asyncio.sleep(0)`` only yields: no position, no timer."""
+    await asyncio.sleep(0)
+    return "yielded"

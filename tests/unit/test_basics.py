@@ -376,3 +376,53 @@ def test_a_schedule_interval_too_large_for_a_float_is_an_invalid_argument() -> N
         parse_catchup_window(10**400)
     with pytest.raises(InvalidArgumentError, match="every="):
         ScheduleTiming.parse(every=10**400)
+
+
+@pytest.mark.parametrize("n", [math.nan, math.inf, -math.inf])
+def test_search_incr_and_mult_refuse_a_number_that_is_not_finite_at_the_call(n: float) -> None:
+    from durable_celery.workflow.data import Search
+
+    for call in (Search().incr, Search().mult):
+        with pytest.raises(InvalidArgumentError, match="needs a finite number"):
+            call("total", n)
+
+
+def test_entity_paths_with_a_nul_character_are_refused_at_the_call() -> None:
+    from durable_celery.workflow.data import Entity
+
+    entity = Entity()
+    for call in (lambda: entity.increment("a\x00b", 1), lambda: entity.toggle("a\x00b"),
+                 lambda: entity.get("a\x00b"), lambda: entity.prepend("a\x00b", 1),
+                 lambda: entity.append("a\x00b", 1), lambda: entity.delete("a\x00b")):
+        with pytest.raises(InvalidArgumentError, match="entity path must not contain a NUL"):
+            call()
+
+
+def test_search_set_with_one_argument_that_is_not_a_dict_says_what_it_got() -> None:
+    from durable_celery.workflow.data import Search
+
+    with pytest.raises(InvalidArgumentError, match=r"takes a dict.*\['a', 1\]"):
+        Search().set(["a", 1])
+
+
+def test_asyncio_sleep_on_a_workflow_loop_checks_its_delay_like_sleep_for() -> None:
+    import asyncio
+
+    from durable_celery.engine.loop import ReplayEventLoop
+
+    loop = ReplayEventLoop()
+    try:
+        for delay, message in [(None, "must be a number of seconds, got NoneType"),
+                               ("5s", "use workflow.sleep_for"), (True, "got bool"),
+                               (-1, "cannot be negative"), (math.nan, "malformed"),
+                               (10**400, "out of range"), (1e12, "100 years")]:
+            task = loop.create_task(asyncio.sleep(delay))
+            loop.run_until_quiet()
+            with pytest.raises(InvalidArgumentError, match=message):
+                task.result()
+        task = loop.create_task(asyncio.sleep(0, "yielded"))  # as before: yields, no timer
+        loop.run_until_quiet()
+        assert task.result() == "yielded"
+    finally:
+        loop.close()
+    assert asyncio.run(asyncio.sleep(-1, "elsewhere unchanged")) == "elsewhere unchanged"
