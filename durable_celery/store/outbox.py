@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from typing import Any
 
 from django.db import connection, transaction
@@ -24,10 +24,10 @@ from django.db import connection, transaction
 from ..models import OutboxMessage
 from ..task_names import REPLAY_STEP_TASK, RUN_ACTIVITY_TASK
 
-__all__ = ["ACK_IDLE_FLUSH", "OutboxBatch", "Publisher", "defer_acknowledgements",
-           "flush_acknowledgements", "flush_parked_acknowledgements", "park_acknowledgements",
-           "publish_messages",
-           "request_step_now", "set_publisher", "take_acknowledgements"]
+__all__ = ["ACK_IDLE_FLUSH", "BROKER_DOWN_AFTER", "OutboxBatch", "Publisher",
+           "defer_acknowledgements", "flush_acknowledgements", "flush_parked_acknowledgements",
+           "park_acknowledgements", "publish_messages", "request_step_now", "set_publisher",
+           "take_acknowledgements"]
 
 logger = logging.getLogger(__name__)
 
@@ -229,9 +229,23 @@ def request_step_now(execution_pk: int, queue: str) -> None:
     transaction.on_commit(publish)
 
 
-def publish_messages(messages: list[OutboxMessage]) -> int:
+#: Failed publications in a row after which a pass stops sending: the broker is unreachable,
+#: and every further try would wait out ``DURABLE_PUBLISH_TIMEOUT`` too.
+BROKER_DOWN_AFTER = 3
+
+
+def publish_messages(messages: list[OutboxMessage],
+                     failed: list[tuple[OutboxMessage, Exception]] | None = None) -> int:
     """Send stored messages; the ones sent are acknowledged (deleted now, or folded into later
     work in worker tasks); unsent ones stay for the sweeper.
+
+    A message that fails does not hold back the others: when a batch fails, its messages are
+    sent one by one, and the pass stops after :data:`BROKER_DOWN_AFTER` failures in a row
+    (the broker is down; the sweeper gives up on a message the broker keeps refusing, see
+    :func:`durable_celery.store.sweeper.republish_outbox`).
+
+    Args:
+        failed: Receives each message that was tried and failed, with its error.
 
     Returns:
         How many were sent.
@@ -241,22 +255,48 @@ def publish_messages(messages: list[OutboxMessage]) -> int:
                        len(messages))
         return 0
     sent: list[int] = []
-    publisher = _publisher
-    batched = _batch is not None and len(messages) > 1
-    try:
-        with _batch() if _batch is not None and batched else nullcontext():
-            for message in messages:
-                publisher(message.task_name, message.queue, message.args)
-                sent.append(message.pk)
-    except Exception:  # the broker is unreachable: the sweeper re-sends later
-        if batched:
-            sent = []  # a batch may have buffered them: none is known to be sent
-        logger.warning("durable_celery: could not publish %d of %d messages; they stay in the "
-                       "outbox and the sweeper re-sends them", len(messages) - len(sent),
-                       len(messages), exc_info=True)
+    if _batch is not None and len(messages) > 1:
+        try:
+            with _batch():
+                for message in messages:
+                    _publisher(message.task_name, message.queue, message.args)
+            sent = [message.pk for message in messages]
+        except Exception:  # noqa: BLE001 - a batch may have buffered them: none is known sent
+            logger.debug("durable_celery: a batch of %d messages failed; sending them one by "
+                         "one", len(messages), exc_info=True)
+    if not sent:
+        sent = _publish_one_by_one(messages, failed)
     if sent:
         if _acks.deferred:
             _acks.pending.extend(sent)
         else:
             OutboxMessage.objects.acknowledge(sent)
     return len(sent)
+
+
+def _publish_one_by_one(messages: list[OutboxMessage],
+                        failed: list[tuple[OutboxMessage, Exception]] | None) -> list[int]:
+    assert _publisher is not None
+    sent: list[int] = []
+    errors: list[tuple[OutboxMessage, Exception]] = []
+    in_a_row = 0
+    for message in messages:
+        try:
+            _publisher(message.task_name, message.queue, message.args)
+        except Exception as error:  # noqa: BLE001 - it stays in the outbox for the sweeper
+            errors.append((message, error))
+            in_a_row += 1
+            if in_a_row >= BROKER_DOWN_AFTER:
+                break  # the broker is unreachable: the sweeper re-sends later
+            continue
+        in_a_row = 0
+        sent.append(message.pk)
+    if errors:
+        last, last_error = errors[-1]
+        logger.warning("durable_celery: could not publish %d of %d messages (the last: %s to "
+                       "%r: %s); they stay in the outbox and the sweeper re-sends them",
+                       len(messages) - len(sent), len(messages), last.task_name, last.queue,
+                       last_error, exc_info=last_error)
+        if failed is not None:
+            failed.extend(errors)
+    return sent

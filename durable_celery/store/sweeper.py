@@ -19,7 +19,7 @@ from django.db.models import Q, QuerySet
 from .. import clock
 from ..conf import durable_setting
 from ..engine.retry import AttemptFailure, FailureKind
-from ..errors import DurableRetryError, DurableTimeoutError
+from ..errors import DurableFatalError, DurableRetryError, DurableTimeoutError
 from ..managers import supports_row_locks
 from ..models import (
     ACTIVE_STATUSES,
@@ -34,6 +34,7 @@ from ..models import (
     WorkflowExecution,
     WorkflowThread,
 )
+from ..task_names import RUN_ACTIVITY_TASK
 from .activities import record_attempt_failure
 from .decisions import count_step_failure
 from .dispatch import activity_message, dispatch_attempt, is_local, request_local_run
@@ -116,21 +117,59 @@ def _fire(timer: Timer, now: datetime, batch: OutboxBatch) -> None:
         batch.request_step(execution.pk, execution.task_queue)
 
 
-def republish_outbox(now: datetime | None = None, *, everything: bool = False) -> int:
+#: Re-sends of a message the broker refused while it was reachable (it took other messages,
+#: or answered the canary), after which the sweeper gives the message up.
+GIVE_UP_AFTER = 5
+
+
+def republish_outbox(now: datetime | None = None, *, everything: bool = False,
+                     broker_reachable: bool = False) -> int:
     """Re-send outbox messages whose publication was never confirmed.
+
+    A message that fails while the broker is reachable (``broker_reachable``, or another
+    message of the pass was sent) is refused for what it is — a queue name the broker cannot
+    hold, say: the row's ``publish_attempts`` counts such refusals, and after
+    :data:`GIVE_UP_AFTER` of them the message is given up (:func:`_give_up`) instead of being
+    sent again forever. While the broker is down nothing counts and nothing is given up.
 
     Args:
         everything: Re-send every stored message, however recent (the broker lost its messages).
+        broker_reachable: The broker answered this pass (its canary check succeeded).
     """
     now = now or clock.now()
     before = now if everything else now - timedelta(
         seconds=float(durable_setting("DURABLE_OUTBOX_REPUBLISH_AFTER")))
+    failed: list[tuple[OutboxMessage, Exception]] = []
     with transaction.atomic():
         stale = OutboxMessage.objects.claim_stale(before)
         if not stale:
             return 0
-        OutboxMessage.objects.filter(pk__in=[m.pk for m in stale]).update(publish_attempts=1)
-        return publish_messages(stale)
+        sent = publish_messages(stale, failed)
+        refused = failed if sent or broker_reachable else []
+        OutboxMessage.objects.filter(pk__in=[m.pk for m, _ in refused]).update(
+            publish_attempts=models.F("publish_attempts") + 1)
+    for message, error in refused:
+        if message.publish_attempts + 1 >= GIVE_UP_AFTER:
+            _give_up(message, error)
+    return sent
+
+
+def _give_up(message: OutboxMessage, error: Exception) -> None:
+    """Stop re-sending a message the broker keeps refusing: delete it and, for an activity
+    attempt, fail the call at once (any later attempt would be refused the same way)."""
+    logger.error("durable_celery: giving up on a %s message to queue %r after %d re-sends "
+                 "the broker refused: %s", message.task_name, message.queue,
+                 message.publish_attempts + 1, error)
+    OutboxMessage.objects.acknowledge([message.pk])
+    attempt = message.args[0] if message.args else None
+    if message.task_name != RUN_ACTIVITY_TASK or not isinstance(attempt, dict):
+        return  # a step request is asked for again from the run's own record
+    refusal = DurableFatalError(
+        f"the attempt could not be sent to Celery queue {message.queue!r}; the broker "
+        f"refused it {message.publish_attempts + 1} times: {error}",
+        type=type(error).__name__).to_dict()
+    record_attempt_failure(attempt, AttemptFailure(FailureKind.RAISED, refusal),
+                           worker_id=None, outcome=AttemptOutcome.FAILED)
 
 
 def _locked(qs: QuerySet[M]) -> QuerySet[M]:
@@ -328,14 +367,22 @@ def run_recovery_duties(broker_lost: Callable[[], bool] | None = None) -> None:
 
     Args:
         broker_lost: Tells whether the broker lost its messages since the last pass (e.g. a
-            Redis without persistence restarted empty).
+            Redis without persistence restarted empty); it raises when the broker does not
+            answer. Asked first: an answer also tells the outbox's re-send that the broker is
+            reachable.
     """
+    lost: bool | None = None  # None: no answer from the broker this pass
+    if broker_lost is not None:
+        try:
+            lost = broker_lost()
+        except Exception:  # noqa: BLE001 - the broker is down; the next pass asks again
+            logger.warning("durable_celery: the broker did not answer the sweeper's canary "
+                           "check", exc_info=True)
     duties: list[tuple[str, Callable[[], object]]] = [
-        ("republish the outbox", republish_outbox),
+        ("republish the outbox", lambda: republish_outbox(broker_reachable=lost is not None)),
         ("recover dead workers", recover_dead_workers),
         ("recover timed-out attempts", recover_timed_out_attempts),
-        ("recover lost messages", lambda: recover_lost_messages(
-            broker_lost=bool(broker_lost and broker_lost()))),
+        ("recover lost messages", lambda: recover_lost_messages(broker_lost=bool(lost))),
         ("request missed steps", request_missed_steps),
         ("forget old workers", prune_workers),
     ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from durable_celery import RetryPolicy, activity, durable_workflow, workflow
+from durable_celery import DurableFatalError, RetryPolicy, activity, durable_workflow, workflow
 from tests.support.counters import bump, put
 
 FAST_RETRY = RetryPolicy(initial_interval="100ms", backoff_coefficient=1, maximum_attempts=5)
@@ -253,3 +253,13 @@ async def lv_step_suicide(key: str) -> None:
     """Workflow code that ends its own process, at every step (counted each time it runs)."""
     bump(key)
     os._exit(1)
+
+
+@durable_workflow
+async def lv_to_queue(key: str, queue: str) -> str:
+    """One activity on ``queue`` (one the broker may refuse); the call's failure is returned."""
+    acts = workflow.proxy_activities(task_queue=queue)
+    try:
+        return str(await acts.lv_counted(key, "ran"))
+    except DurableFatalError as error:
+        return f"refused: {error.message}"

@@ -598,3 +598,24 @@ def test_forgetting_old_workers_looks_at_no_run_but_the_active_ones(client, uid)
                            "AND conrelid = %s::regclass AND confrelid = %s::regclass",
                            [WorkflowExecution._meta.db_table, Worker._meta.db_table])
             assert cursor.fetchone() == (0,)
+
+
+def test_a_message_the_broker_refuses_holds_up_nothing_and_its_call_fails(client, uid):
+    """An activity queue the filesystem broker cannot hold (its file name is too long, though
+    the database holds the name): the message neither blocks the other re-sends nor is sent
+    again forever — the sweeper gives it up and the call fails, naming the queue."""
+    if current_backend().name != "sqlite":
+        pytest.skip("the filesystem broker of the sqlite phase refuses long queue names")
+    refused_queue = "q" * 230  # 255 bytes at most in a file name: '<time>_<uuid>.<queue>.msg'
+    refused = client.start(lw.lv_to_queue, f"{uid}-refused", refused_queue,
+                           workflow_id=f"refused-{uid}")
+    fine = [client.start(lw.lv_one, f"{uid}-{i}", workflow_id=f"fine-{uid}-{i}")
+            for i in range(3)]
+    assert [h.result(timeout=30) for h in fine] == ["done"] * 3  # not held up
+    result = refused.result(timeout=60)
+    assert result.startswith(f"refused: the attempt could not be sent to Celery queue "
+                             f"'{refused_queue}-activity'"), result
+    assert count(f"{uid}-refused") == 0
+    from durable_celery.models import OutboxMessage
+
+    assert not OutboxMessage.objects.filter(queue=f"{refused_queue}-activity").exists()

@@ -205,3 +205,39 @@ def test_starting_a_workflow_logs_no_unconsumed_queue_warning(durable_env, uid, 
         handle = durable_env.start(kw.kit_steps, uid, workflow_id=f"quiet-{uid}")
     assert durable_env.result(handle)[1] == f"receipt-{uid}-1.00"
     assert not [r for r in caplog.records if "no live worker consumes" in r.getMessage()]
+
+
+def test_an_attempt_the_broker_keeps_refusing_fails_its_call_once_the_sweeper_gives_up(
+        durable_env, uid):
+    """A message the broker refuses while it takes others (a queue name it cannot hold) is
+    re-sent GIVE_UP_AFTER times, then given up: its call fails at once instead of waiting
+    forever; while the broker does not answer, nothing is given up."""
+    from durable_celery.models import OutboxMessage
+    from durable_celery.store.sweeper import GIVE_UP_AFTER, republish_outbox
+
+    deliver = durable_env.broker.publish
+
+    def refusing(task_name: str, queue: str, args: list) -> None:
+        if queue == "refused-activity":
+            raise OSError(36, "File name too long")
+        deliver(task_name, queue, args)
+
+    outbox.set_publisher(refusing)
+    handle = durable_env.start(kw.kit_refused, uid, workflow_id=f"refused-{uid}")
+    stuck = OutboxMessage.objects.filter(queue="refused-activity")
+    assert stuck.count() == 1
+    later = clock.now() + timedelta(minutes=5)
+    for _ in range(GIVE_UP_AFTER + 2):  # the broker does not answer: nothing is given up
+        assert republish_outbox(later) == 0
+    assert stuck.count() == 1
+    for _ in range(GIVE_UP_AFTER - 1):
+        republish_outbox(later, broker_reachable=True)
+    assert stuck.count() == 1
+    republish_outbox(later, broker_reachable=True)
+    assert stuck.count() == 0
+
+    result = durable_env.result(handle)
+    assert result.startswith("refused: the attempt could not be sent to Celery queue "
+                             "'refused-activity'") and "File name too long" in result
+    assert count(f"{uid}-charge") == 0
+    assert [row["attempts"] for row in handle.history() if row["kind"] == "activity"] == [1]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from durable_celery import RetryPolicy, activity, durable_workflow, workflow
+from durable_celery import DurableFatalError, RetryPolicy, activity, durable_workflow, workflow
 from tests.support.counters import bump
 
 KIT_QUEUE = "kit"
@@ -186,3 +186,13 @@ async def kit_scheduled(key: str, nap: str | None = None) -> list[Any]:
     if nap:
         await workflow.sleep_for(nap)
     return [context["workflow_id"], started.isoformat()]
+
+
+@durable_workflow(task_queue=KIT_QUEUE)
+async def kit_refused(key: str) -> str:
+    """An activity routed to a queue the test's broker refuses."""
+    acts = workflow.proxy_activities(task_queue="refused")
+    try:
+        return await acts.kit_charge(key, 1.0)
+    except DurableFatalError as error:
+        return f"refused: {error.message}"
