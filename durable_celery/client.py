@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .conf import durable_setting
 from .durations import parse_duration, parse_timeout
-from .errors import UnknownWorkflowError
+from .errors import InvalidArgumentError, UnknownWorkflowError
 from .handle import WorkflowHandle
 from .payloads import encode
 from .registry import WorkflowDefinition, find_workflow
@@ -89,7 +89,7 @@ class DurableClient:
         name, default_queue, definition = _resolve(workflow, task_queue)
         stored_args = definition.check_args(args) if definition is not None else encode(
             list(args), where=f"arguments of workflow {name!r}")
-        fields = {str(k): field_text(v) for k, v in (search or {}).items()}
+        fields = _search_fields(search)
         policy = RetryPolicy.coerce(retry_policy)
         ns = namespace or self.namespace
         wid = workflow_id or f"{name}-{uuid.uuid4().hex}"
@@ -146,8 +146,9 @@ class DurableClient:
         from .store.executions import send_signal
 
         check_text(signal_id, "signal id")
+        ns = check_text(namespace or self.namespace, "namespace", max_length=MAX_NAMESPACE_LENGTH)
         payload = json_roundtrip(data, where=f"payload of signal {signal_id!r}")
-        return send_signal(namespace or self.namespace, signal_id, payload)
+        return send_signal(ns, signal_id, payload)
 
     def complete_activity(self, task_token: str, result: Any = None) -> None:
         """Complete an activity attempt that called ``activity.raise_complete_async()``.
@@ -199,6 +200,9 @@ class DurableClient:
         Raises:
             WorkflowNotFoundError: No workflow has this id.
             WorkflowNotRunningError: It has ended.
+            InvalidArgumentError: An id, name or queue the database cannot store.
+            TypeError: ``args`` is not a list or tuple, is not JSON, or (when the workflow is
+                registered in this process) does not fit its signature. Nothing is stored.
         """
         from django.db import transaction
 
@@ -207,8 +211,18 @@ class DurableClient:
         from .store.executions import get_execution
         from .store.outbox import OutboxBatch
 
-        ns = namespace or self.namespace
-        stored_args = json_roundtrip(list(args), where=f"arguments of hook {workflow_name!r}")
+        ns = check_text(namespace or self.namespace, "namespace", max_length=MAX_NAMESPACE_LENGTH)
+        check_text(workflow_id, "workflow_id")
+        check_text(workflow_name, "workflow_name")
+        if task_queue is not None:
+            check_text(task_queue, "task_queue")
+        if not isinstance(args, (list, tuple)):
+            raise TypeError(f"hook args must be a list or tuple of the workflow's arguments, "
+                            f"got {type(args).__name__} {args!r:.80}")
+        try:
+            stored_args = find_workflow(workflow_name).check_args(args)
+        except UnknownWorkflowError:  # defined only on the workers
+            stored_args = json_roundtrip(list(args), where=f"arguments of hook {workflow_name!r}")
         with transaction.atomic():
             target = WorkflowExecution.objects.lock(get_execution(ns, workflow_id).pk)
             assert target is not None
@@ -228,11 +242,14 @@ class DurableClient:
 
         Values compare as text (``str(value)``). Each field is answered by the ``(key, value)``
         index of the search fields, so the cost does not grow with the number of executions.
+
+        Raises:
+            ValueError: ``status`` is not one of the statuses a run can have.
         """
         from .store.data import search_executions
 
         ns = namespace or self.namespace
-        qs = search_executions(ns, workflow_name, status, fields)
+        qs = search_executions(ns, workflow_name, _check_status(status), fields)
         newest: dict[str, str] = {}  # one handle per workflow id, naming its newest match
         for wid, run_id in qs.values_list("workflow_id", "run_id"):
             newest.setdefault(wid, run_id)
@@ -255,9 +272,16 @@ class DurableClient:
         Returns:
             Newest first, dicts with ``workflow_id, workflow_name, entity, status, document,
             created_at``.
+
+        Raises:
+            ValueError: An unknown ``status``; a negative ``limit`` or ``offset``.
+            TypeError: ``limit`` or ``offset`` is not an int.
         """
         from .store.data import find_entities
 
+        _check_status(status)
+        _check_count(limit, "limit", allow_none=True)
+        _check_count(offset, "offset")
         paths = dict(where or {})
         paths.update({key.replace("__", "."): value for key, value in conditions.items()})
         checked = json_roundtrip(paths, where="find_entities conditions")
@@ -331,15 +355,15 @@ class DurableClient:
         from .store.schedule_ops import save_schedule
 
         check_schedule_id(schedule_id)
+        check_text(schedule_id, "schedule_id")  # a NUL, which check_schedule_id lets through
         timing = ScheduleTiming.parse(cron=cron, every=every)
         name, default_queue, known = _resolve(workflow, task_queue)
         stored_args = known.check_args(args) if known is not None else json_roundtrip(
             list(args), where=f"arguments of schedule {schedule_id!r}")
         policy = RetryPolicy.coerce(retry_policy)
+        queue, fields = task_queue or default_queue, _search_fields(search)
         definition = {
-            "workflow_name": name, "task_queue": task_queue or default_queue,
-            "args": stored_args,
-            "search": {str(k): str(v) for k, v in (search or {}).items()},
+            "workflow_name": name, "task_queue": queue, "args": stored_args, "search": fields,
             "entity": entity or "",
             "retry_policy": policy.to_dict() if policy else None,
             "expire": None if expire is None else parse_duration(expire, what="expire"),
@@ -349,6 +373,7 @@ class DurableClient:
         if paused is not None and not isinstance(paused, bool):
             raise TypeError(f"paused must be True, False or None, got {paused!r}")
         ns = namespace or self.namespace
+        _check_identity(ns, schedule_id, queue, entity, fields, id_field="schedule_id")
         save_schedule(namespace=ns, schedule_id=schedule_id, definition=definition,
                       paused=paused)
         return ScheduleHandle(schedule_id, ns)
@@ -385,6 +410,7 @@ def _resolve(workflow: WorkflowDefinition | Callable[..., Any] | str,
     if isinstance(workflow, WorkflowDefinition):
         return workflow.name, workflow.task_queue or default_queue, workflow
     if isinstance(workflow, str):
+        check_text(workflow, "workflow name")
         try:
             definition = find_workflow(workflow)
         except UnknownWorkflowError:
@@ -400,13 +426,48 @@ def _resolve(workflow: WorkflowDefinition | Callable[..., Any] | str,
 
 
 def _check_identity(namespace: str, workflow_id: str, task_queue: str, entity: str | None,
-                    search: dict[str, str]) -> None:
+                    search: dict[str, str], *, id_field: str = "workflow_id") -> None:
     """Refuse ids and search fields the database cannot store (before anything is stored)."""
     check_text(namespace, "namespace", max_length=MAX_NAMESPACE_LENGTH)
-    check_text(workflow_id, "workflow_id")
+    check_text(workflow_id, id_field)
     check_text(task_queue, "task_queue")
     if entity is not None:
         check_text(entity, "entity")
     for key, value in search.items():
         check_search_field(key, value)
 
+
+
+def _search_fields(search: Any) -> dict[str, str]:
+    """``search=`` of ``start``/``schedule`` as stored: field names and values as text."""
+    if search is None:
+        return {}
+    if not isinstance(search, Mapping):
+        raise TypeError(f"search must be a dict of field names to values, got "
+                        f"{type(search).__name__} {search!r:.80}")
+    return {str(k): field_text(v) for k, v in search.items()}
+
+
+def _check_status(status: Any) -> str | None:
+    """``status`` if a run can have it (``None``: any).
+
+    Raises:
+        ValueError: Naming the statuses there are.
+    """
+    from .statuses import ExecutionStatus
+
+    if status is not None and status not in ExecutionStatus.values:
+        raise InvalidArgumentError(f"status must be one of {', '.join(ExecutionStatus.values)} "
+                                   f"(or None for any), got {status!r:.80}")
+    return status
+
+
+def _check_count(value: Any, what: str, *, allow_none: bool = False) -> None:
+    """Refuse a ``limit``/``offset`` that is not a whole number >= 0."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int{' or None' if allow_none else ''}, got "
+                        f"{type(value).__name__} {value!r:.80}")
+    if value < 0:
+        raise InvalidArgumentError(f"{what} cannot be negative, got {value}")
