@@ -9,6 +9,7 @@ from .conf import durable_setting
 from .errors import WorkflowNotRunningError, error_from_dict
 from .payloads import decode_result
 from .registry import lookup_workflow
+from .serialization import storable_json
 from .statuses import ExecutionStatus
 
 __all__ = ["WorkflowHandle"]
@@ -20,6 +21,11 @@ _INTERRUPTED = {"class": "DurableInterruptedError", "type": "DurableInterruptedE
 
 #: The shortest wait between two polls of ``result()``, in seconds.
 _FIRST_POLL_DELAY = 0.002
+
+
+def _reason(reason: Any, call: str) -> Any:
+    """``reason`` as it will be stored, if it can be (checked before anything is stored)."""
+    return storable_json(reason, where=f"the reason given to {call}()")
 
 
 def _poll_delay(waited: float, longest: float) -> float:
@@ -157,9 +163,12 @@ class WorkflowHandle:
 
         Raises:
             WorkflowNotFoundError: The workflow does not exist.
+            NotJSONSerializableError: ``reason`` is not JSON, holds a NUL character or is over
+                ``DURABLE_MAX_PAYLOAD_BYTES``; nothing is stored.
         """
         from .store.lifecycle import request_cancel
 
+        reason = _reason(reason, "cancel")
         execution = self._current()
         return request_cancel(self.namespace, self.workflow_id, execution.run_id, reason,
                               descend)
@@ -170,9 +179,13 @@ class WorkflowHandle:
 
         Returns:
             The ids interrupted; empty when the workflow had already finished.
+
+        Raises:
+            NotJSONSerializableError: As for :meth:`cancel`.
         """
         from .store.executions import interrupt_execution
 
+        reason = _reason(reason, "interrupt")
         if not self._current().is_active:
             return []
         return interrupt_execution(self.namespace, self.workflow_id, reason, descend)
