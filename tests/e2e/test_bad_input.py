@@ -237,3 +237,121 @@ def test_asyncio_sleep_zero_in_a_workflow_only_yields(client, uid):
     handle = client.start(wf.sleeps_zero, workflow_id=f"sleep0-{uid}")
     assert handle.result(timeout=30) == "yielded"
     assert handle.history() == []
+
+
+# -- bad values at the client raise at the call, naming the field; nothing is stored ---------
+
+
+@pytest.mark.parametrize("name, message", [
+    ("", "workflow name must not be empty"),
+    ("a\x00b", "workflow name must not contain a NUL"),
+    ("n" * 300, "workflow name is 300 characters long"),
+])
+def test_start_by_a_name_the_database_cannot_store_is_refused(client, uid, name, message):
+    from durable_celery import InvalidArgumentError
+
+    with pytest.raises(InvalidArgumentError, match=message):
+        client.start(name, workflow_id=f"badname-{uid}", task_queue="durable")
+    assert not _stored(f"badname-{uid}")
+
+
+def test_start_search_that_is_not_a_dict_is_refused(client, uid):
+    with pytest.raises(TypeError, match="search must be a dict"):
+        client.start(wf.hello, "x", workflow_id=f"badsearch-{uid}", search=[("a", 1)])
+    assert not _stored(f"badsearch-{uid}")
+
+
+@pytest.mark.parametrize("namespace, message", [
+    ("ns\x00", "namespace must not contain a NUL"),
+    ("n" * 101, "namespace is 101 characters long; at most 100"),
+])
+def test_signal_to_a_namespace_the_database_cannot_store_is_refused(client, uid, namespace,
+                                                                    message):
+    from durable_celery import InvalidArgumentError
+    from durable_celery.models import PendingSignal
+
+    with pytest.raises(InvalidArgumentError, match=message):
+        client.signal(f"sig-{uid}", 1, namespace=namespace)
+    assert not PendingSignal.objects.filter(signal_id=f"sig-{uid}").exists()
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"search": {"big": "x" * 3000}}, "search field 'big' is 3000 characters long"),
+    ({"search": {"emoji": "\U0001f600" * 700}}, "takes 2805 bytes"),
+    ({"search": "a=1"}, "search must be a dict"),
+    ({"namespace": "n" * 101}, "namespace is 101 characters long"),
+    ({"task_queue": "q\x00"}, "task_queue must not contain a NUL"),
+    ({"entity": "e" * 300}, "entity is 300 characters long"),
+    ({"schedule_id": "nul\x00"}, "schedule_id must not contain a NUL"),
+])
+def test_schedule_checks_its_identity_like_start(client, uid, options, message):
+    from durable_celery.models import Schedule
+
+    options = {**options, "schedule_id": f"badsched-{uid}{options.get('schedule_id', '')}"}
+    with pytest.raises((TypeError, ValueError), match=message):
+        client.schedule(wf.hello, "x", every="1h", **options)
+    assert not Schedule.objects.filter(schedule_id__startswith=f"badsched-{uid}").exists()
+
+
+def test_hook_checks_its_arguments_at_the_call(client, uid):
+    from durable_celery import InvalidArgumentError
+    from durable_celery.models import WorkflowThread
+
+    handle = client.start(wf.wait_with_timeout, f"hookbad-{uid}", "30s",
+                          workflow_id=f"hookbad-{uid}")
+    wait_until(lambda: len(handle.history()) == 1, what="the wait")
+    bad = [({"workflow_name": "a\x00b"}, InvalidArgumentError, "workflow_name must not"),
+           ({"workflow_name": "hello", "task_queue": "q" * 300}, InvalidArgumentError,
+            "task_queue is 300 characters long"),
+           ({"workflow_name": "hello", "args": "x"}, TypeError, "must be a list or tuple"),
+           ({"workflow_name": "hello", "args": []}, TypeError, "hello"),
+           ({"workflow_name": "hello", "args": ["a", "b"]}, TypeError, "hello")]
+    for options, error, message in bad:
+        with pytest.raises(error, match=message):
+            client.hook(workflow_id=handle.workflow_id, **options)
+    with pytest.raises(InvalidArgumentError, match="workflow_id must not contain a NUL"):
+        client.hook(workflow_id="w\x00", workflow_name="hello", args=["a"])
+    assert WorkflowThread.objects.filter(execution__workflow_id=handle.workflow_id,
+                                         workflow_name="hello").count() == 0
+    client.signal(f"hookbad-{uid}", "finish")
+    assert handle.result(timeout=30) == "finish"
+
+
+def test_search_and_find_entities_refuse_bad_filters(client):
+    with pytest.raises(ValueError, match="status must be one of pending, running, completed"):
+        client.search(status="bogus")
+    with pytest.raises(ValueError, match="status must be one of"):
+        client.find_entities("user", status="done")
+    with pytest.raises(ValueError, match="limit cannot be negative"):
+        client.find_entities("user", limit=-1)
+    with pytest.raises(TypeError, match="limit must be an int or None, got str"):
+        client.find_entities("user", limit="x")
+    with pytest.raises(TypeError, match="offset must be an int"):
+        client.find_entities("user", offset=None)
+
+
+@pytest.mark.parametrize("reason, message", [
+    ({1, 2}, "must be JSON-serialisable"),
+    (float("nan"), "must be JSON-serialisable"),
+    ("why\x00", "holds a NUL character"),
+    ("deep", "must be JSON-serialisable"),
+    ("huge", "DURABLE_MAX_PAYLOAD_BYTES"),
+])
+def test_cancel_and_interrupt_refuse_a_reason_that_cannot_be_stored(client, uid, reason,
+                                                                    message):
+    from durable_celery.conf import durable_setting
+
+    if reason == "deep":
+        reason = []
+        for _ in range(100_000):
+            reason = [reason]
+    elif reason == "huge":
+        reason = "x" * (int(durable_setting("DURABLE_MAX_PAYLOAD_BYTES")) + 1)
+    handle = client.start(wf.wait_with_timeout, f"reason-{uid}", "30s",
+                          workflow_id=f"reason-{uid}")
+    for call in (handle.cancel, handle.interrupt):
+        with pytest.raises(NotJSONSerializableError, match=message):
+            call(reason=reason)
+    assert handle.status() in ("pending", "running")
+    client.signal(f"reason-{uid}", "finish")
+    assert handle.result(timeout=30) == "finish"
