@@ -143,7 +143,6 @@ async def _checked_sleep(delay: Any, result: Any = None) -> Any:
 def _check_sleep_delay(delay: Any) -> None:
     """Raise :class:`InvalidArgumentError` unless ``delay`` is a number of seconds a durable
     timer can wait (``0`` passes: asyncio only yields for it)."""
-    from ..durations import parse_duration
     from .context import check_timer_seconds
 
     what = "asyncio.sleep delay"
@@ -151,7 +150,13 @@ def _check_sleep_delay(delay: Any) -> None:
         raise InvalidArgumentError(
             f"{what} must be a number of seconds, got {type(delay).__name__} {delay!r:.80}; "
             f"for text such as '5s' use workflow.sleep_for")
-    check_timer_seconds(parse_duration(delay, what=what), "asyncio.sleep")
+    if delay < 0:
+        raise InvalidArgumentError(f"{what} cannot be negative, got {delay!r:.80}")
+    try:
+        check_timer_seconds(delay, "asyncio.sleep")  # not finite, or beyond 100 years
+    except OverflowError:  # an int too large for a float
+        raise InvalidArgumentError(f"{what} is out of range (at most 100 years): "
+                                   f"{delay!r:.80}") from None
 
 
 asyncio.sleep = _checked_sleep  # type: ignore[assignment]
