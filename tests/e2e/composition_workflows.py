@@ -264,3 +264,19 @@ async def review_with_failing_hook(key: str) -> dict[str, object]:
     except DurableError as error:
         return {"type": type(error).__name__, "message": error.message}
     return {"type": None}
+
+
+@durable_workflow
+async def parent_of_wrongly_called_child() -> object:
+    """``child_greets`` takes one argument; three are given (default retry policy)."""
+    return await workflow.exec_child(child_greets, args=[1, 2, 3])
+
+
+@durable_workflow
+async def review_with_wrongly_called_hook(key: str) -> dict[str, object]:
+    """``flaky_reviewer`` takes (key, failures, info); exec_hook gives it (key, info)."""
+    try:
+        await workflow.exec_hook(workflow_name="flaky_reviewer", args=[key])
+    except DurableError as error:
+        return {"type": type(error).__name__, "message": error.message}
+    return {"type": None}

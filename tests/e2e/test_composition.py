@@ -243,3 +243,48 @@ def test_hook_failing_for_good_reaches_the_waiting_exec_hook(client, uid):
     assert handle.result(timeout=30) == {"type": "DurableMaxedError",
                                          "message": "hook failure 2"}
     assert count(key) == 2  # the first run and its one retry
+
+
+# --- arguments that do not fit ----------------------------------------------------------------
+
+
+def test_exec_child_with_the_wrong_argument_count_fails_the_parent_at_once(client, uid):
+    # Before: exec_child's plain TypeError failed the parent's step, retried for hours.
+    from durable_celery import ArgumentMismatchError
+    from durable_celery.models import WorkflowExecution
+
+    started = time.monotonic()
+    handle = client.start(cw.parent_of_wrongly_called_child, workflow_id=f"wrong-kid-{uid}")
+    with pytest.raises(ArgumentMismatchError) as info:
+        handle.result(timeout=15)
+    assert time.monotonic() - started < 10
+    error = info.value
+    assert isinstance(error, TypeError) and error.code == 598
+    assert "workflow 'child_greets' cannot be called with 3 argument(s)" in error.message
+    assert "too many positional arguments" in error.message
+    assert "its signature is child_greets(name: 'str')" in error.message
+    described = handle.describe()
+    assert (described["status"], described["attempt"]) == ("failed", 1)
+    assert described["error"]["class"] == "ArgumentMismatchError"
+    assert handle.history() == []  # nothing recorded: no child was started
+    assert not WorkflowExecution.objects.filter(parent_workflow_id=f"wrong-kid-{uid}").exists()
+
+
+def test_hook_with_the_wrong_argument_count_fails_at_once_and_reaches_exec_hook(client, uid):
+    # Before: the hook thread failed with a plain TypeError, retried up to 50 times while
+    # exec_hook waited.
+    from durable_celery.models import WorkflowThread
+
+    started = time.monotonic()
+    key = f"wronghook-{uid}"
+    handle = client.start(cw.review_with_wrongly_called_hook, key, workflow_id=f"wh-{uid}")
+    result = handle.result(timeout=15)
+    assert time.monotonic() - started < 10
+    assert result["type"] == "ArgumentMismatchError"
+    assert "workflow 'flaky_reviewer' cannot be called with 2 argument(s) (the last is the " \
+        "reply address exec_hook adds)" in result["message"]
+    assert "missing a required argument: 'info'" in result["message"]
+    assert count(key) == 0  # the hook function never ran
+    thread = WorkflowThread.objects.get(execution__workflow_id=f"wh-{uid}")
+    assert (thread.status, thread.attempt) == ("failed", 1)
+    assert thread.error["class"] == "ArgumentMismatchError" and thread.error["code"] == 598

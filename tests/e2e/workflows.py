@@ -413,6 +413,19 @@ async def wide_slow(key: str, n: int, seconds: float) -> list[object]:
     return await workflow.all(*(acts.slow(f"{key}-{i}", seconds) for i in range(n)))
 
 
+@activity
+def takes_two(key: str, value: object) -> object:
+    """Takes exactly two arguments; ``activity_called_wrongly`` gives it one."""
+    bump(key)
+    return value
+
+
+@durable_workflow
+async def activity_called_wrongly(key: str) -> object:
+    """Calls ``takes_two`` with one argument under the default retry policy (50 retries)."""
+    return await workflow.proxy_activities().takes_two(key)
+
+
 # --- bad values given in workflow code (test_bad_input): each fails the run at once ----------
 
 
