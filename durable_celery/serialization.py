@@ -46,7 +46,8 @@ def storable_json(value: Any, *, where: str,
 
     Raises:
         NotJSONSerializableError: (a ``TypeError``) ``value`` cannot be encoded as JSON, holds
-            a NUL character, or is larger than ``DURABLE_MAX_PAYLOAD_BYTES``.
+            a NUL character, is larger than ``DURABLE_MAX_PAYLOAD_BYTES``, or has dict keys
+            that become the same JSON key (``1`` and ``"1"``).
     """
     try:
         text = json.dumps(value, allow_nan=False, default=default)
@@ -63,7 +64,31 @@ def storable_json(value: Any, *, where: str,
         raise NotJSONSerializableError(
             f"{where} is {len(text)} bytes of JSON, over the limit of {limit} "
             f"(DURABLE_MAX_PAYLOAD_BYTES); keep large data elsewhere and pass a reference")
-    return json.loads(text)
+    try:
+        return json.loads(text, object_pairs_hook=_distinct_keys)
+    except _CollidingKeys as collision:
+        raise NotJSONSerializableError(
+            f"{where} holds a dict whose keys {collision.key!r} collide as JSON text (JSON keys "
+            f"are strings: 1 and '1' are the same key); one value would be lost") from None
+
+
+class _CollidingKeys(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _distinct_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object as a dict, refusing a key that appears twice (two keys of a Python dict
+    that ``json.dumps`` wrote as one text, such as ``1`` and ``"1"``)."""
+    built = dict(pairs)
+    if len(built) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _CollidingKeys(key)
+            seen.add(key)
+    return built
 
 
 def _nul_path(value: Any, path: str = "$") -> str:

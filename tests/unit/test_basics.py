@@ -195,6 +195,14 @@ def test_non_json_is_refused_with_a_type_error(value: Any) -> None:
         json_roundtrip(value, where="payload")
 
 
+@pytest.mark.parametrize("value", [{1: "a", "1": "b"}, [{"x": {True: 1, "true": 2}}],
+                                   {None: 1, "null": 2}])
+def test_dict_keys_that_become_one_json_key_are_refused(value: Any) -> None:
+    with pytest.raises(NotJSONSerializableError, match="collide as JSON text"):
+        json_roundtrip(value, where="arguments of workflow 'f'")
+    assert json_roundtrip({1: "a", "2": "b"}, where="x") == {"1": "a", "2": "b"}  # no collision
+
+
 def test_json_roundtrip_returns_what_storage_gives_back() -> None:
     assert json_roundtrip({"a": (1, 2), "b": None}, where="x") == {"a": [1, 2], "b": None}
     ensure_json({"ok": [1, "two", 3.0, True, None]}, where="x")
