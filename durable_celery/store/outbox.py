@@ -229,9 +229,10 @@ def request_step_now(execution_pk: int, queue: str) -> None:
     transaction.on_commit(publish)
 
 
-#: Failed publications in a row after which a pass stops sending: the broker is unreachable,
-#: and every further try would wait out ``DURABLE_PUBLISH_TIMEOUT`` too.
-BROKER_DOWN_AFTER = 3
+#: Failed publications in a row (a failed batch counts as one) after which a pass stops
+#: sending: the broker is unreachable, and every further try would wait out
+#: ``DURABLE_PUBLISH_TIMEOUT`` too.
+BROKER_DOWN_AFTER = 2
 
 
 def publish_messages(messages: list[OutboxMessage],
@@ -255,6 +256,7 @@ def publish_messages(messages: list[OutboxMessage],
                        len(messages))
         return 0
     sent: list[int] = []
+    down_after = BROKER_DOWN_AFTER
     if _batch is not None and len(messages) > 1:
         try:
             with _batch():
@@ -264,8 +266,9 @@ def publish_messages(messages: list[OutboxMessage],
         except Exception:  # noqa: BLE001 - a batch may have buffered them: none is known sent
             logger.debug("durable_celery: a batch of %d messages failed; sending them one by "
                          "one", len(messages), exc_info=True)
+            down_after = BROKER_DOWN_AFTER - 1  # the batch's failure was the first in a row
     if not sent:
-        sent = _publish_one_by_one(messages, failed)
+        sent = _publish_one_by_one(messages, failed, down_after)
     if sent:
         if _acks.deferred:
             _acks.pending.extend(sent)
@@ -275,7 +278,8 @@ def publish_messages(messages: list[OutboxMessage],
 
 
 def _publish_one_by_one(messages: list[OutboxMessage],
-                        failed: list[tuple[OutboxMessage, Exception]] | None) -> list[int]:
+                        failed: list[tuple[OutboxMessage, Exception]] | None,
+                        down_after: int) -> list[int]:
     assert _publisher is not None
     sent: list[int] = []
     errors: list[tuple[OutboxMessage, Exception]] = []
@@ -286,7 +290,7 @@ def _publish_one_by_one(messages: list[OutboxMessage],
         except Exception as error:  # noqa: BLE001 - it stays in the outbox for the sweeper
             errors.append((message, error))
             in_a_row += 1
-            if in_a_row >= BROKER_DOWN_AFTER:
+            if in_a_row >= down_after:
                 break  # the broker is unreachable: the sweeper re-sends later
             continue
         in_a_row = 0
