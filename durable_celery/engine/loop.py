@@ -6,13 +6,7 @@ ready callbacks until none is left; a workflow waits only on durable calls, whos
 engine delivers between runs.
 
 ``asyncio.sleep(seconds)`` inside a workflow becomes a durable timer: the call takes a position
-like ``workflow.sleep_for(seconds)`` and resolves when the stored timer fires. Its delay is
-checked like ``sleep_for``'s: ``None``, text, a bool, a negative, non-finite or too large number
-raise :class:`~durable_celery.errors.InvalidArgumentError` (asyncio itself would raise a
-``TypeError`` that the retry policy retries, or return at once for a negative delay). To see the
-delays asyncio never hands to the loop, importing this module wraps ``asyncio.sleep``; outside a
-workflow's loop the wrapper calls the original unchanged. ``asyncio.sleep(0)`` still only yields
-(no position, as before). Every other
+like ``workflow.sleep_for(seconds)`` and resolves when the stored timer fires. Every other
 real-time timer (``asyncio.wait_for`` with a timeout, ``loop.call_later``) is refused with
 :class:`~durable_celery.errors.WorkflowSandboxError`.
 """
@@ -21,12 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 from asyncio import events, futures
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import DurableInterruption, InvalidArgumentError, WorkflowSandboxError
+from ..errors import DurableInterruption, WorkflowSandboxError
 
 __all__ = ["DurableTimerHandle", "ReplayEventLoop", "run_outside_loop"]
 
@@ -126,37 +119,3 @@ def run_outside_loop(function: Callable[[], Any]) -> Any:
         return function()
     finally:
         events._set_running_loop(previous)
-
-
-#: ``asyncio.sleep`` as asyncio defines it (also when this module is imported again).
-_asyncio_sleep: Callable[..., Any] = getattr(asyncio.sleep, "__wrapped__", asyncio.sleep)
-
-
-@functools.wraps(_asyncio_sleep)
-async def _checked_sleep(delay: Any, result: Any = None) -> Any:
-    """``asyncio.sleep``; on a workflow's loop, first checks ``delay`` like ``sleep_for``."""
-    if isinstance(events._get_running_loop(), ReplayEventLoop):
-        _check_sleep_delay(delay)
-    return await _asyncio_sleep(delay, result)
-
-
-def _check_sleep_delay(delay: Any) -> None:
-    """Raise :class:`InvalidArgumentError` unless ``delay`` is a number of seconds a durable
-    timer can wait (``0`` passes: asyncio only yields for it)."""
-    from .context import check_timer_seconds
-
-    what = "asyncio.sleep delay"
-    if isinstance(delay, bool) or not isinstance(delay, (int, float)):
-        raise InvalidArgumentError(
-            f"{what} must be a number of seconds, got {type(delay).__name__} {delay!r:.80}; "
-            f"for text such as '5s' use workflow.sleep_for")
-    if delay < 0:
-        raise InvalidArgumentError(f"{what} cannot be negative, got {delay!r:.80}")
-    try:
-        check_timer_seconds(delay, "asyncio.sleep")  # not finite, or beyond 100 years
-    except OverflowError:  # an int too large for a float
-        raise InvalidArgumentError(f"{what} is out of range (at most 100 years): "
-                                   f"{delay!r:.80}") from None
-
-
-asyncio.sleep = _checked_sleep  # type: ignore[assignment]

@@ -216,9 +216,6 @@ def test_messages_naming_rows_this_database_lacks_are_skipped_with_a_warning(db_
     ("queue_long", "task_queue is 300 characters long; at most 255"),
     ("queue_empty", "task_queue must not be empty"),
     ("activity_name_long", "activity name is 300 characters long"),
-    ("asyncio_sleep_none", "asyncio.sleep delay must be a number of seconds, got NoneType"),
-    ("asyncio_sleep_text", "use workflow.sleep_for"),
-    ("asyncio_sleep_negative", "asyncio.sleep delay cannot be negative, got -1"),
     ("interrupt_nul", "workflow.interrupt workflow_id must not contain a NUL"),
     ("interrupt_long", "workflow.interrupt workflow_id is 300 characters long"),
 ])

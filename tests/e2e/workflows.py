@@ -448,12 +448,6 @@ async def bad_call(case: str) -> object:
         return await workflow.proxy_activities(task_queue="").greet("x")
     if case == "activity_name_long":
         return await getattr(workflow.proxy_activities(), "a" * 300)()
-    if case == "asyncio_sleep_none":
-        return await asyncio.sleep(None)  # type: ignore[arg-type]
-    if case == "asyncio_sleep_text":
-        return await asyncio.sleep("5s")  # type: ignore[arg-type]
-    if case == "asyncio_sleep_negative":
-        return await asyncio.sleep(-1)
     if case == "interrupt_nul":
         return await workflow.interrupt("x\x00")
     if case == "interrupt_long":

@@ -411,26 +411,3 @@ def test_search_set_with_one_argument_that_is_not_a_dict_says_what_it_got() -> N
 
     with pytest.raises(InvalidArgumentError, match=r"takes a dict.*\['a', 1\]"):
         Search().set(["a", 1])
-
-
-def test_asyncio_sleep_on_a_workflow_loop_checks_its_delay_like_sleep_for() -> None:
-    import asyncio
-
-    from durable_celery.engine.loop import ReplayEventLoop
-
-    loop = ReplayEventLoop()
-    try:
-        for delay, message in [(None, "must be a number of seconds, got NoneType"),
-                               ("5s", "use workflow.sleep_for"), (True, "got bool"),
-                               (-1, "cannot be negative"), (math.nan, "100 years"),
-                               (10**400, "out of range"), (1e12, "100 years")]:
-            task = loop.create_task(asyncio.sleep(delay))
-            loop.run_until_quiet()
-            with pytest.raises(InvalidArgumentError, match=message):
-                task.result()
-        task = loop.create_task(asyncio.sleep(0, "yielded"))  # as before: yields, no timer
-        loop.run_until_quiet()
-        assert task.result() == "yielded"
-    finally:
-        loop.close()
-    assert asyncio.run(asyncio.sleep(-1, "elsewhere unchanged")) == "elsewhere unchanged"
