@@ -355,7 +355,6 @@ class DurableClient:
         from .store.schedule_ops import save_schedule
 
         check_schedule_id(schedule_id)
-        check_text(schedule_id, "schedule_id")  # a NUL, which check_schedule_id lets through
         timing = ScheduleTiming.parse(cron=cron, every=every)
         name, default_queue, known = _resolve(workflow, task_queue)
         stored_args = known.check_args(args) if known is not None else json_roundtrip(
@@ -435,7 +434,6 @@ def _check_identity(namespace: str, workflow_id: str, task_queue: str, entity: s
         check_text(entity, "entity")
     for key, value in search.items():
         check_search_field(key, value)
-
 
 
 def _search_fields(search: Any) -> dict[str, str]:

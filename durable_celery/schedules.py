@@ -60,14 +60,18 @@ def check_schedule_id(schedule_id: Any) -> str:
 
     Raises:
         TypeError: It is not a string.
-        ValueError: It is empty, blank-padded or longer than :data:`MAX_SCHEDULE_ID`.
+        ValueError: It is empty, blank-padded, longer than :data:`MAX_SCHEDULE_ID` or holds a
+            NUL character.
     """
     if not isinstance(schedule_id, str):
         raise TypeError(f"schedule_id must be a str, got {schedule_id!r}")
     if not schedule_id or schedule_id != schedule_id.strip() or len(schedule_id) > MAX_SCHEDULE_ID:
         raise InvalidArgumentError(
             f"schedule_id must be 1 to {MAX_SCHEDULE_ID} characters without surrounding "
-            f"spaces, got {schedule_id!r}")
+            f"spaces, got {len(schedule_id)} characters: {schedule_id!r:.60}")
+    if "\x00" in schedule_id:
+        raise InvalidArgumentError(f"schedule_id must not contain a NUL character, got "
+                                   f"{schedule_id!r:.60}")
     return schedule_id
 
 
