@@ -472,9 +472,10 @@ def check_timer_seconds(seconds: Any, what: str) -> float:
         InvalidArgumentError: Negative, not a finite number, or beyond
             :data:`MAX_TIMER_SECONDS` (a due time the database can store).
     """
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) \
-            or not math.isfinite(seconds) or seconds < 0 or seconds > MAX_TIMER_SECONDS:
+    number = not isinstance(seconds, bool) and isinstance(seconds, (int, float))
+    # an int beyond MAX_TIMER_SECONDS is refused before isfinite(), which cannot convert 10**400
+    if not number or seconds < 0 or seconds > MAX_TIMER_SECONDS or not math.isfinite(seconds):
         raise InvalidArgumentError(
             f"{what} duration must be a finite number of seconds between 0 and "
-            f"{MAX_TIMER_SECONDS:.0f} (100 years), got {seconds!r}")
+            f"{MAX_TIMER_SECONDS:.0f} (100 years), got {seconds!r:.80}")
     return float(seconds)

@@ -411,3 +411,12 @@ def test_search_set_with_one_argument_that_is_not_a_dict_says_what_it_got() -> N
 
     with pytest.raises(InvalidArgumentError, match=r"takes a dict.*\['a', 1\]"):
         Search().set(["a", 1])
+
+
+@pytest.mark.parametrize("seconds", [10**400, -(10**400), math.nan, math.inf, -1, True, "5"])
+def test_a_timer_length_no_timer_can_wait_is_an_invalid_argument(seconds: Any) -> None:
+    from durable_celery.engine.context import check_timer_seconds
+
+    with pytest.raises(InvalidArgumentError, match="sleep_for duration must be a finite number"):
+        check_timer_seconds(seconds, "sleep_for")
+    assert check_timer_seconds(10**3, "sleep_for") == 1000.0
