@@ -230,6 +230,14 @@ def test_bad_value_in_workflow_code_fails_the_run_at_once(client, uid, case, mes
     assert [row["kind"] for row in handle.history()] in ([], ["search"], ["entity"])
 
 
+def test_an_interrupt_reason_that_cannot_be_stored_fails_the_run_at_once(client, uid):
+    handle = client.start(wf.bad_call, "interrupt_reason_set", workflow_id=f"badreason-{uid}")
+    with pytest.raises(NotJSONSerializableError) as info:
+        handle.result(timeout=30)
+    assert "the reason given to workflow.interrupt()" in info.value.message
+    assert handle.status() == "failed" and handle.history() == []
+
+
 def test_asyncio_sleep_zero_in_a_workflow_only_yields(client, uid):
     handle = client.start(wf.sleeps_zero, workflow_id=f"sleep0-{uid}")
     assert handle.result(timeout=30) == "yielded"

@@ -452,6 +452,8 @@ async def bad_call(case: str) -> object:
         return await workflow.interrupt("x\x00")
     if case == "interrupt_long":
         return await workflow.interrupt("x" * 300)
+    if case == "interrupt_reason_set":
+        return await workflow.interrupt("someone", reason={"not", "json"})  # type: ignore[arg-type]
     raise AssertionError(f"no case {case!r}")
 
 
