@@ -76,9 +76,22 @@ class WorkflowDefinition:
         return check_args(self.function, args, where=f"workflow {self.name!r}")
 
     def start(self, *args: Any, **options: Any) -> WorkflowHandle:
-        """Start this workflow; the options are those of ``DurableClient.start``."""
+        """Start this workflow; the options are those of ``DurableClient.start``.
+
+        Raises:
+            TypeError: An option ``DurableClient.start`` does not take (a workflow's own
+                arguments are positional: they travel as a JSON list).
+        """
         from .client import DurableClient
 
+        known = inspect.signature(DurableClient.start).parameters
+        unknown = sorted(name for name in options if name not in known)
+        if unknown:
+            raise TypeError(
+                f"{self.name}.start() got unknown option(s) {', '.join(map(repr, unknown))}: "
+                f"the workflow's arguments are positional ({self.name}.start(*args)), and the "
+                f"options are those of DurableClient.start "
+                f"({', '.join(n for n in known if n not in ('self', 'workflow', 'args'))})")
         return DurableClient().start(self, *args, **options)
 
     def delay(self, *args: Any) -> WorkflowHandle:

@@ -420,3 +420,16 @@ def test_a_timer_length_no_timer_can_wait_is_an_invalid_argument(seconds: Any) -
     with pytest.raises(InvalidArgumentError, match="sleep_for duration must be a finite number"):
         check_timer_seconds(seconds, "sleep_for")
     assert check_timer_seconds(10**3, "sleep_for") == 1000.0
+
+
+def test_starting_a_definition_with_an_unknown_option_names_it_and_the_options() -> None:
+    @durable_workflow(name="unit_option_check")
+    async def unit_option_check(name: str) -> str:
+        return name
+
+    try:
+        with pytest.raises(TypeError, match=r"unit_option_check.start\(\) got unknown option\(s\) "
+                                            r"'nam'.*positional.*workflow_id, task_queue"):
+            unit_option_check.start(nam="a")
+    finally:
+        registry._workflows.pop("unit_option_check", None)
