@@ -60,7 +60,7 @@ def record_operator_action(execution: WorkflowExecution, action: str, user: str,
         execution=execution, dimension=OPERATOR_DIMENSION, seq=last + 1, kind=OPERATOR_KIND,
         name=action, status=HistoryStatus.COMPLETED, attempts=0,
         input={"user": user, **details}, observed_step=execution.step_count,
-        completed_at=now)
+        created_at=now, completed_at=now)
 
 
 def _locked(namespace: str, workflow_id: str, run_id: str | None = None) -> WorkflowExecution:

@@ -197,7 +197,7 @@ def test_cli_resume_cancel_and_runs(client, uid):
     import json
     from io import StringIO
 
-    from django.core.management import call_command
+    from django.core.management import CommandError, call_command
 
     def durable(*args: str) -> str:
         out = StringIO()
@@ -220,3 +220,12 @@ def test_cli_resume_cancel_and_runs(client, uid):
     history = json.loads(durable("history", handle.workflow_id, "--run", handle.run_id,
                                  "--json"))
     assert [r["kind"] for r in history if r["dimension"] == ""][0] == "cancel"
+    # the shell user is recorded, as for every operator action; its row is not completed
+    # before it was created
+    operator = [r for r in history if r["dimension"] == "operator"]
+    cancel = [r for r in operator if r["name"] == "cancel"]
+    assert len(cancel) == 1 and cancel[0]["input"]["user"].startswith("cli:")
+    assert cancel[0]["input"]["reason"] == "cli"
+    assert all(r["completed_at"] >= r["created_at"] for r in operator)
+    with pytest.raises(CommandError, match="OperationError: .* only a pending or running"):
+        durable("cancel", handle.workflow_id)  # it has ended: refused, as in the admin

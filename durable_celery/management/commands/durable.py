@@ -313,13 +313,14 @@ class Command(BaseCommand):
                    f"nothing to resume: run {done['run_id']} of {done['workflow_id']} completed")
 
     def do_cancel(self, options: dict[str, Any]) -> None:
-        """Ask a running workflow to cancel itself (its cleanup code runs)."""
-        from ...store.lifecycle import request_cancel
+        """Ask a running workflow to cancel itself (its cleanup code runs; recorded with the
+        shell user, as the admin records its user)."""
+        from ...store.operations import cancel_as_operator
 
-        ids = request_cancel(self.namespace, options["workflow_id"], None,
-                             reason=options["reason"], descend=options["descend"])
+        ids = cancel_as_operator(self.namespace, options["workflow_id"], _operator(),
+                                 reason=options["reason"], descend=options["descend"])
         self._emit({"cancelled": ids}, f"cancellation requested: {', '.join(ids)}" if ids
-                   else "nothing to cancel: the workflow has ended or was already cancelled")
+                   else "nothing to cancel: its cancellation was already requested")
 
 
 RUN_COLUMNS = ("run_id", "status", "previous_run_id", "created_at", "completed_at")
