@@ -10,6 +10,8 @@ is dead, and the sweeper of any live worker re-drives what it held.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
@@ -84,14 +86,13 @@ def _revive(main_id: int, pids: list[int], now: datetime) -> None:
             newest[pid] = (started_at, pk)
     revived = Worker.objects.filter(Q(pk=main_id) | Q(pk__in=[pk for _, pk in newest.values()])) \
         .update(stopped_at=None, heartbeat_at=now, recovered_at=None)
+    who = f"{socket.gethostname()} pid {os.getpid()} (registry row {main_id})"
     if revived:
-        logger.warning("durable_celery: worker process %s was taken for dead (its heartbeat went "
-                       "stale) and is alive again; the work it held was re-driven meanwhile",
-                       main_id)
+        logger.warning("durable_celery: worker %s was taken for dead (its heartbeat went stale) "
+                       "and is alive again; the work it held was re-driven meanwhile", who)
     else:
-        logger.error("durable_celery: worker process %s beats but its registry row is gone "
-                     "(forgotten after a day without a heartbeat); restart this worker",
-                     main_id)
+        logger.error("durable_celery: worker %s beats but its registry row is gone (forgotten "
+                     "after a day without a heartbeat); restart this worker", who)
 
 
 def mark_stopped(main_id: int) -> None:

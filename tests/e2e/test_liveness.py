@@ -104,6 +104,10 @@ def test_a_worker_taken_for_dead_while_paused_lives_again_and_its_later_death_is
             .exists()
 
     wait_until(alive_again, timeout=30, what="the resumed worker's heartbeat reviving its rows")
+    # its log names it as an operator knows it: host and pid
+    named = f"pid {worker.process.pid} (registry row {row.pk}) was taken for dead"
+    wait_until(lambda: named in worker.log_path.read_text(errors="replace"), timeout=10,
+               what="the revival logged with the worker's pid")
     _killed_mid_activity_and_recovered(client, uid, queue, worker, start_worker)
 
 
