@@ -286,7 +286,8 @@ def unconsumed_waits(execution: WorkflowExecution, open_calls: list[HistoryEvent
         open_calls: The run's open history rows (already loaded by the caller).
 
     Returns:
-        ``[{"queue", "what"}]`` (one query for the live workers unless given).
+        ``[{"queue", "what", "consume"}]`` (``consume``: what to give ``celery worker -Q``;
+        one query for the live workers unless given).
     """
     if not execution.is_active:
         return []
@@ -303,7 +304,9 @@ def unconsumed_waits(execution: WorkflowExecution, open_calls: list[HistoryEvent
         return []
     workers = list(live_workers()) if workers is None else workers
     consumed = {name for worker in workers for name in worker.queues or []}
-    return [{"queue": queue, "what": ", ".join(what)}
+    # a worker started for a run's steps should take its activities too
+    return [{"queue": queue, "what": ", ".join(what),
+             "consume": queue if queue.endswith("-activity") else f"{queue},{queue}-activity"}
             for queue, what in sorted(waiting.items()) if queue not in consumed]
 
 

@@ -271,6 +271,7 @@ def test_a_queue_nobody_consumes_is_named_everywhere(client, durable, make_user,
         body = _page(client, handle.workflow_id)
         banner = body.split('class="dc-banner dc-banner-warn dc-unconsumed"')[1].split("</div>")[0]
         assert f"<code>{queue}</code>" in banner and "its first replay step" in banner
+        assert f"-Q {queue},{queue}-activity</code>" in banner  # steps and their activities
         workers = client.get(reverse("admin:durable_celery_worker_changelist")).content.decode()
         row = workers.split(f'data-queue="{queue}"')[1].split("</tr>")[0]
         assert 'data-consumed="no"' in row and "no live worker" in row
