@@ -147,8 +147,9 @@ CELERY_IMPORTS = [m for m in os.environ.get("DURABLE_IMPORTS", "").split(",") if
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"durable_celery": {"handlers": ["console"], "level": "WARNING"}},
+    # no handler of its own: a Celery worker's root handler prints each line once (a second
+    # handler printed every line twice); elsewhere Python's last-resort handler prints warnings
+    "loggers": {"durable_celery": {"level": "WARNING"}},
 }
 
 # Any other DURABLE_* environment variable overrides the durable_celery setting of that name
