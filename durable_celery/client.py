@@ -49,7 +49,7 @@ class DurableClient:
             workflow: The definition, or its registered name.
             *args: Its arguments: JSON values, dataclasses, pydantic models. When the
                 definition is known here they are checked against its signature.
-            workflow_id: Unique id in the namespace (default: generated).
+            workflow_id: Unique id in the namespace (default, or None: generated; "" is refused).
             task_queue: Celery queue of its replay steps (default: the definition's, else
                 ``DURABLE_DEFAULT_TASK_QUEUE``).
             search: Initial search fields (values stored as text).
@@ -92,7 +92,7 @@ class DurableClient:
         fields = _search_fields(search)
         policy = RetryPolicy.coerce(retry_policy)
         ns = namespace or self.namespace
-        wid = workflow_id or f"{name}-{uuid.uuid4().hex}"
+        wid = workflow_id if workflow_id is not None else f"{name}-{uuid.uuid4().hex}"
         _check_identity(ns, wid, task_queue or default_queue, entity, fields)
         execution = create_execution(
             namespace=ns, workflow_id=wid, workflow_name=name,

@@ -479,6 +479,7 @@ def test_bad_values_in_workflow_code_fail_the_run_naming_the_cause(client, uid):
 @pytest.mark.parametrize(("options", "field"), [
     ({"workflow_id": "w" * 300}, "workflow_id is 300 characters"),
     ({"workflow_id": "a\x00b"}, "workflow_id must not contain a NUL"),
+    ({"workflow_id": ""}, "workflow_id must not be empty"),  # not taken for "generate one"
     ({"search": {"note": "x" * 10_000}}, "search field 'note' is 10000 characters"),
     ({"search": {"note": "界" * 1000}}, "search field 'note' takes 3004 bytes"),
     ({"task_queue": "q" * 256}, "task_queue is 256 characters"),
