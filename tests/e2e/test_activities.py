@@ -319,15 +319,12 @@ def test_activity_exceeding_start_to_close_timeout_is_retried_then_times_out(cli
 
 def test_activity_called_with_the_wrong_argument_count_fails_at_once(client, uid):
     # Before: each attempt raised a plain TypeError, retried by the default policy for hours.
-    import time
 
     from durable_celery import ArgumentMismatchError
 
-    started = time.monotonic()
     handle = client.start(wf.activity_called_wrongly, uid, workflow_id=f"wrong-act-{uid}")
     with pytest.raises(ArgumentMismatchError) as info:
         handle.result(timeout=15)
-    assert time.monotonic() - started < 10
     error = info.value
     assert isinstance(error, TypeError) and error.code == 598
     assert "activity 'takes_two' cannot be called with 1 argument(s)" in error.message
