@@ -252,11 +252,15 @@ def test_broker_restarting_empty_loses_no_queued_work(client, uid, start_worker)
         assert time.monotonic() - restarted < RECOVERY_BOUND
         assert [count(key) for key in keys] == [1] * len(keys)
         # the loss is reported with what was sent again (together, at least these attempts)
-        since_restart = (stepper.log_path.read_bytes()[logged_before:]
-                         + runner.log_path.read_bytes()).decode(errors="replace")
-        reported = [int(n) for n in re.findall(
-            r"holds none of the messages it was given .*?; sent (\d+) queued", since_restart)]
-        assert sum(reported) >= len(keys), since_restart[-3000:]
+        def reported_again() -> int:
+            since_restart = (stepper.log_path.read_bytes()[logged_before:]
+                             + runner.log_path.read_bytes()).decode(errors="replace")
+            return sum(int(n) for n in re.findall(
+                r"holds none of the messages it was given .*?; sent (\d+) queued",
+                since_restart))
+
+        wait_until(lambda: reported_again() >= len(keys), timeout=30,
+                   what="the broker's loss logged with what was sent again")
     finally:
         broker.kill()
 
