@@ -179,8 +179,10 @@ class OutboxQuerySet(models.QuerySet[Any]):
     """Verbs over the transactional outbox."""
 
     def claim_stale(self, before: datetime, limit: int = 200) -> list[Any]:
-        """Lock and return messages recorded before ``before`` and never confirmed sent."""
-        qs = self.filter(created_at__lt=before).order_by("id")
+        """Lock and return messages recorded before ``before`` and never confirmed sent, those
+        the broker refused least first (a refused row cannot crowd healthy ones out of the
+        batch)."""
+        qs = self.filter(created_at__lt=before).order_by("publish_attempts", "id")
         if supports_row_locks():
             qs = qs.select_for_update(skip_locked=True)
         return list(qs[:limit])

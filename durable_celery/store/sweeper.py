@@ -144,7 +144,6 @@ def republish_outbox(now: datetime | None = None, *, everything: bool = False,
         stale = OutboxMessage.objects.claim_stale(before)
         if not stale:
             return 0
-        stale.sort(key=lambda message: message.publish_attempts)  # refused ones last
         sent = publish_messages(stale, failed)
         refused = failed if sent or broker_reachable else []
         OutboxMessage.objects.filter(pk__in=[m.pk for m, _ in refused]).update(
